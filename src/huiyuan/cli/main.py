@@ -1,0 +1,183 @@
+"""``huiyuan``: serve the API, migrate, manage keys and stores, run the demo."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from huiyuan.config import Settings
+from huiyuan.db import migrate as migrations
+from huiyuan.domain.errors import DomainError
+from huiyuan.services import events as event_service
+from huiyuan.services import owners as owner_service
+from huiyuan.services import principals
+from huiyuan.services.context import Services
+
+app = typer.Typer(help="Huiyuan (会员): membership and loyalty engine.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+stores_app = typer.Typer(help="Stores and brands on the platform.", no_args_is_help=True)
+events_app = typer.Typer(help="The event inbox.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(stores_app, name="stores")
+app.add_typer(events_app, name="events")
+
+out = Console()
+err = Console(stderr=True)
+CLI_ACTOR = "cli"
+
+
+def _ready_services() -> Services:
+    """Services on a migrated database with the platform in place."""
+    settings = Settings()
+    migrations.upgrade(settings.resolved_database_url)
+    svc = Services.from_settings(settings)
+    owner_service.ensure_platform(svc)
+    return svc
+
+
+def _fail(error: DomainError) -> typer.Exit:
+    err.print(f"[red]error[/red] {error.code}: {error.message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+) -> None:
+    """Migrate the database, then serve the HTTP API."""
+    import uvicorn
+
+    from huiyuan.api.app import create_app
+
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    svc = _ready_services()
+    out.print(f"Huiyuan API on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
+    if workers == 1:
+        uvicorn.run(create_app(svc), host=host, port=port, access_log=False)
+    else:
+        uvicorn.run(
+            "huiyuan.api.asgi:app", host=host, port=port, workers=workers, access_log=False
+        )
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="downgrade to the revision")] = False,
+) -> None:
+    """Upgrade (or with --down, downgrade) the database schema."""
+    url = Settings().resolved_database_url
+    if down:
+        migrations.downgrade(url, "base" if revision == "head" else revision)
+    else:
+        migrations.upgrade(url, revision)
+    out.print(f"database at revision {migrations.current(url) or 'base'}")
+
+
+@keys_app.command("create")
+def keys_create(
+    owner: Annotated[str, typer.Option(help="owner id: 'platform' or a store id")],
+    scopes: Annotated[str, typer.Option(help="comma-separated: read, write, admin")] = (
+        "read,write"
+    ),
+    name: Annotated[str, typer.Option(help="what the key is for")] = "cli",
+) -> None:
+    """Create an API key. The key is shown once, alone on the last line."""
+    svc = _ready_services()
+    try:
+        new = principals.create_api_key(
+            svc, owner, principals.parse_scopes(scopes), name, actor=CLI_ACTOR
+        )
+    except DomainError as error:
+        raise _fail(error) from None
+    err.print(f"key {new.prefix} for {new.owner_id} with scopes {','.join(new.scopes)}:")
+    print(new.key)
+
+
+@keys_app.command("list")
+def keys_list(owner: Annotated[str | None, typer.Option(help="only this owner's")] = None) -> None:
+    """List API keys (prefixes only; secrets are never stored)."""
+    from huiyuan.db import owners_repo
+
+    svc = _ready_services()
+    table = Table("prefix", "owner", "scopes", "name", "created", "revoked")
+    with svc.engine.connect() as conn:
+        for row in owners_repo.list_api_keys(conn, owner):
+            table.add_row(
+                row.prefix, row.owner_id, row.scopes, row.name,
+                row.created_at.isoformat(timespec="seconds"),
+                row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
+            )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="the key's prefix")]) -> None:
+    """Revoke an API key."""
+    try:
+        principals.revoke_api_key(_ready_services(), prefix, actor=CLI_ACTOR)
+    except DomainError as error:
+        raise _fail(error) from None
+    out.print(f"revoked {prefix}")
+
+
+@stores_app.command("add")
+def stores_add(
+    store_id: Annotated[str, typer.Argument(help="the store's id as events name it")],
+    name: Annotated[str, typer.Option(help="display name")],
+    program: Annotated[bool, typer.Option(help="give the store its own program")] = True,
+) -> None:
+    """Register a store or brand (and by default its own membership program)."""
+    try:
+        view = owner_service.add_store(
+            _ready_services(), store_id, name, program=program, actor=CLI_ACTOR
+        )
+    except DomainError as error:
+        raise _fail(error) from None
+    out.print(f"store {view.id} added; programs: {', '.join(view.programs) or 'none'}")
+
+
+@stores_app.command("list")
+def stores_list() -> None:
+    """List the platform and its stores with their programs."""
+    table = Table("id", "kind", "name", "programs")
+    for owner in owner_service.list_owners(_ready_services()):
+        table.add_row(owner.id, owner.kind, owner.name, ", ".join(owner.programs))
+    out.print(table)
+
+
+@events_app.command("expire-deferred")
+def events_expire_deferred() -> None:
+    """Reject deferred events whose cause never arrived (HUIYUAN_DEFERRED_EVENT_TTL_HOURS)."""
+    count = event_service.expire_deferred(_ready_services())
+    out.print(f"{count} deferred events rejected")
+
+
+@app.command()
+def demo(
+    members: Annotated[int, typer.Option(help="how many members to invent")] = 2000,
+    database: Annotated[str, typer.Option(help="SQLite file for the demo")] = "var/demo.db",
+    fresh: Annotated[bool, typer.Option(help="rebuild the demo database")] = False,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="serve when done")] = True,
+    seed: Annotated[int, typer.Option(help="random seed (same seed, same demo)")] = 7,
+) -> None:
+    """Build a demo database (platform, three stores, members, a year of orders) and serve it."""
+    from huiyuan.demo.runner import run_demo
+
+    run_demo(
+        members=members, database=database, fresh=fresh, host=host, port=port,
+        serve_after=serve_after, seed=seed, console=out,
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,58 @@
+"""Settings read from the environment (prefix ``HUIYUAN_``).
+
+Every setting has a default that works on a fresh machine: with nothing set, Huiyuan keeps its
+data in a SQLite file under ``./var`` and counts business days in Asia/Shanghai.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AutoEnrollPolicy(StrEnum):
+    """What happens to an event for a member Huiyuan has never seen."""
+
+    ANY_EVENT = "any_event"  # any event creates the member and enrolls them
+    REGISTRATION_ONLY = "registration_only"  # others wait until member.registered arrives
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUIYUAN_", extra="ignore")
+
+    database_url: str = Field(
+        default="", description="SQLAlchemy URL; empty means a SQLite file at ./var/huiyuan.db"
+    )
+    business_timezone: str = Field(
+        default="Asia/Shanghai", description="IANA zone deciding what a business day is"
+    )
+    auto_enroll: AutoEnrollPolicy = AutoEnrollPolicy.ANY_EVENT
+    deferred_event_ttl_hours: int = Field(
+        default=72, ge=1, description="how long an out-of-order event may wait for its cause"
+    )
+    batch_max_events: int = Field(default=1000, ge=1, le=10_000)
+    api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    log_level: str = "INFO"
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        ZoneInfo(value)  # raises for an unknown zone: fail at start, not at the first event
+        return value
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.business_timezone)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        path = Path("var") / "huiyuan.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"

@@ -1,0 +1,1 @@
+"""Storage adapters: tables, migrations, the unit of work and the queries services need."""

@@ -1,0 +1,102 @@
+"""Members, their enrollments and their daily logins."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, case, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from huiyuan.db.tables import enrollments, logins, members, programs
+from huiyuan.db.upsert import insert_ignore
+
+
+def lock_member(conn: Connection, member_id: str) -> Row[Any] | None:
+    """The member's row, locked until commit: one member's events apply one at a time."""
+    query = select(members).where(members.c.member_id == member_id).with_for_update()
+    return conn.execute(query).first()
+
+
+def get_member(conn: Connection, member_id: str) -> Row[Any] | None:
+    return conn.execute(select(members).where(members.c.member_id == member_id)).first()
+
+
+def create_member(conn: Connection, row: dict[str, Any]) -> bool:
+    return insert_ignore(conn, members, row, ["member_id"]) == 1
+
+
+def update_member(conn: Connection, member_id: str, values: dict[str, Any]) -> None:
+    conn.execute(update(members).where(members.c.member_id == member_id).values(**values))
+
+
+def find_by_phone(conn: Connection, phone: str, limit: int = 20) -> Sequence[Row[Any]]:
+    query = select(members).where(members.c.phone == phone).order_by(members.c.member_id)
+    return conn.execute(query.limit(limit)).all()
+
+
+def enrolled_program_ids(conn: Connection, member_id: str) -> set[str]:
+    query = select(enrollments.c.program_id).where(enrollments.c.member_id == member_id)
+    return set(conn.execute(query).scalars())
+
+
+def enroll(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    return insert_ignore(conn, enrollments, rows, ["member_id", "program_id"])
+
+
+def enrollments_of(conn: Connection, member_id: str) -> Sequence[Row[Any]]:
+    query = (
+        select(
+            enrollments.c.program_id,
+            enrollments.c.enrolled_at,
+            programs.c.owner_id,
+            programs.c.name.label("program_name"),
+        )
+        .join(programs, programs.c.id == enrollments.c.program_id)
+        .where(enrollments.c.member_id == member_id)
+        .order_by(enrollments.c.enrolled_at, enrollments.c.program_id)
+    )
+    return conn.execute(query).all()
+
+
+def is_enrolled_with_owner(conn: Connection, member_id: str, owner_id: str) -> bool:
+    query = (
+        select(enrollments.c.id)
+        .join(programs, programs.c.id == enrollments.c.program_id)
+        .where(enrollments.c.member_id == member_id, programs.c.owner_id == owner_id)
+        .limit(1)
+    )
+    return conn.execute(query).first() is not None
+
+
+def record_login(conn: Connection, member_id: str, day: date, at: datetime) -> None:
+    """Count a login on its business day; the first login of the day keeps the earliest time."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(logins).values(
+        member_id=member_id, business_day=day, first_at=at, count=1
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["member_id", "business_day"],
+        set_={
+            "count": logins.c.count + 1,
+            "first_at": case(
+                (stmt.excluded.first_at < logins.c.first_at, stmt.excluded.first_at),
+                else_=logins.c.first_at,
+            ),
+        },
+    )
+    conn.execute(stmt)
+    conn.execute(
+        update(members)
+        .where(
+            members.c.member_id == member_id,
+            (members.c.last_login_at.is_(None)) | (members.c.last_login_at < at),
+        )
+        .values(last_login_at=at)
+    )
+
+
+def login_days(conn: Connection, member_id: str) -> int:
+    query = select(logins.c.business_day).where(logins.c.member_id == member_id)
+    return len(conn.execute(query).all())

@@ -1,0 +1,238 @@
+"""The schema. Money is integer fen, instants are UTC, and the database backs every invariant it
+can: unique idempotency keys, non-negative amounts, refunds never above the order.
+
+Member-scoped tables carry ``member_id`` so they can be distributed by member (Citus) later
+without a rewrite.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from huiyuan.db.types import UTCDateTime, json_type
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = 64  # length of every external identifier
+
+owners = Table(
+    "owners",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("kind in ('platform', 'store')", name="kind"),
+)
+
+programs = Table(
+    "programs",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("owner_id", String(ID), ForeignKey("owners.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner_id", String(ID), ForeignKey("owners.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("member_id", String(ID), primary_key=True),
+    Column("phone", String(20), index=True),
+    Column("name", String(100)),
+    Column("nickname", String(100)),
+    Column("gender", String(8)),
+    Column("birthday", Date),
+    Column("region", String(100)),
+    Column("email", String(254)),
+    Column("avatar_url", String(500)),
+    Column("education", String(50)),
+    Column("occupation", String(100)),
+    Column("registered_at", UTCDateTime()),
+    Column("registration_channel", String(32)),
+    Column("registration_store_id", String(ID)),
+    Column("inviter_id", String(ID)),
+    Column("addresses", json_type(), nullable=False),
+    Column("invoice_titles", json_type(), nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("profile_updated_at", UTCDateTime()),
+    Column("last_login_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint("origin in ('registered', 'auto')", name="origin"),
+)
+
+enrollments = Table(
+    "enrollments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("member_id", String(ID), ForeignKey("members.member_id"), nullable=False),
+    Column("program_id", String(ID), ForeignKey("programs.id"), nullable=False, index=True),
+    Column("enrolled_at", UTCDateTime(), nullable=False),
+    Column("source_event_id", String(128)),
+    UniqueConstraint("member_id", "program_id", name="uq_enrollments_member_program"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("sender", String(ID), primary_key=True),
+    Column("event_id", String(128), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("member_id", String(ID), nullable=False, index=True),
+    Column("store_id", String(ID)),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("data", json_type(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("waiting_on", String(200)),
+    Column("response_status", Integer, nullable=False),
+    Column("response_body", json_type(), nullable=False),
+    Column("applied_at", UTCDateTime()),
+    CheckConstraint("status in ('applied', 'deferred', 'rejected')", name="status"),
+    CheckConstraint("(status = 'deferred') = (waiting_on is not null)", name="waiting"),
+)
+Index("ix_events_waiting_on", events.c.waiting_on, events.c.occurred_at)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(ID), primary_key=True),
+    Column("member_id", String(ID), ForeignKey("members.member_id"), nullable=False, index=True),
+    Column("store_id", String(ID)),
+    Column("status", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("shipping_fee", BigInteger, nullable=False),
+    Column("refunded_amount", BigInteger, nullable=False),
+    Column("channel", String(32)),
+    Column("paid_at", UTCDateTime(), nullable=False),
+    Column("completed_at", UTCDateTime()),
+    Column("cancelled_at", UTCDateTime()),
+    Column("sender", String(ID), nullable=False),
+    Column("paid_event_id", String(128), nullable=False),
+    CheckConstraint("status in ('paid', 'completed', 'cancelled')", name="status"),
+    CheckConstraint("amount >= 0 and shipping_fee >= 0", name="amounts"),
+    CheckConstraint("refunded_amount >= 0 and refunded_amount <= amount", name="refund_bound"),
+)
+Index("ix_orders_member_paid", orders.c.member_id, orders.c.paid_at)
+
+order_items = Table(
+    "order_items",
+    metadata,
+    Column("order_id", String(ID), ForeignKey("orders.order_id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("sku", String(ID), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("category", String(100)),
+    Column("brand", String(100)),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    Column("paid_amount", BigInteger, nullable=False),
+    Column("virtual", Boolean, nullable=False),
+    Column("refunded_quantity", Integer, nullable=False),
+    Column("refunded_amount", BigInteger, nullable=False),
+    UniqueConstraint("order_id", "sku", name="uq_order_items_order_sku"),
+    CheckConstraint("quantity > 0 and unit_price >= 0 and paid_amount >= 0", name="amounts"),
+    CheckConstraint(
+        "refunded_quantity between 0 and quantity and refunded_amount between 0 and paid_amount",
+        name="refund_bound",
+    ),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("refund_id", String(ID), primary_key=True),
+    Column("order_id", String(ID), ForeignKey("orders.order_id"), nullable=False, index=True),
+    Column("member_id", String(ID), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("items", json_type(), nullable=False),
+    Column("reason", Text),
+    Column("refunded_at", UTCDateTime(), nullable=False),
+    CheckConstraint("amount > 0", name="amount"),
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("review_id", String(ID), primary_key=True),
+    Column("member_id", String(ID), nullable=False, index=True),
+    Column("order_id", String(ID)),
+    Column("sku", String(ID)),
+    Column("rating", Integer),
+    Column("has_photos", Boolean, nullable=False),
+    Column("approved_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime()),
+)
+
+logins = Table(
+    "logins",
+    metadata,
+    Column("member_id", String(ID), primary_key=True),
+    Column("business_day", Date, primary_key=True),
+    Column("first_at", UTCDateTime(), nullable=False),
+    Column("count", Integer, nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("topic", String(100), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("payload", json_type(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("published_at", UTCDateTime()),
+)
+Index("ix_outbox_unpublished", outbox.c.published_at, outbox.c.id)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("detail", json_type(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+)

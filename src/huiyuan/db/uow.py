@@ -1,0 +1,87 @@
+"""The unit of work: one connection, one transaction, committed once by the service that owns it.
+
+Services receive a ``UnitOfWork`` factory and use it as ``with uow() as tx: ... tx.commit()``.
+Leaving the block without ``commit()`` rolls everything back, so a failure half-way writes
+nothing. ``run_with_retry`` repeats a whole unit of work when PostgreSQL reports a deadlock or a
+serialization failure, which concurrent writers can cause and which is always safe to retry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+T = TypeVar("T")
+
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+
+
+class UnitOfWork:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+        self._committed = False
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            raise RuntimeError("unit of work used outside its 'with' block")
+        return self._conn
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def __enter__(self) -> UnitOfWork:
+        self._conn = self.engine.connect()
+        self._conn.begin()
+        self._committed = False
+        return self
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self._committed = True
+
+    def __exit__(self, *exc: object) -> None:
+        conn = self.conn
+        try:
+            if not self._committed:
+                conn.rollback()
+        finally:
+            conn.close()
+            self._conn = None
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an exception inside undoes only what it wrote."""
+        nested = self.conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            nested.rollback()
+            raise
+        else:
+            nested.commit()
+
+
+def is_retryable(error: BaseException) -> bool:
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate in _RETRYABLE_SQLSTATES
+
+
+def run_with_retry(work: Callable[[], T], attempts: int = 5) -> T:
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except DBAPIError as error:
+            if attempt == attempts or not is_retryable(error):
+                raise
+            time.sleep(0.005 * 2**attempt)
+    raise AssertionError("unreachable")

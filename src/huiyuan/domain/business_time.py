@@ -1,0 +1,25 @@
+"""Business time: what "a day" means for daily limits, sign-ins and reports.
+
+All instants are stored in UTC; the business day of an instant is its date in the configured zone
+(Asia/Shanghai by default), so a login at 23:59 and one at 00:01 Shanghai time are two days even
+though both fall on the same UTC date.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+
+def require_aware(moment: datetime, what: str = "time") -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{what} must carry a UTC offset")
+    return moment.astimezone(UTC)
+
+
+def business_day(moment: datetime, zone: ZoneInfo) -> date:
+    return require_aware(moment).astimezone(zone).date()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,84 @@
+"""Error codes the services raise. One enum per context; the API maps them to HTTP in one place.
+
+A code is a stable string integrators can branch on; the message is for people.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """How the caller should read an error; the API turns it into a status code."""
+
+    INVALID = "invalid"  # the request itself is wrong (422)
+    NOT_FOUND = "not_found"  # 404
+    CONFLICT = "conflict"  # contradicts what is already recorded (409)
+    FORBIDDEN = "forbidden"  # the caller may not do this (403)
+
+
+class EventError(StrEnum):
+    ID_REUSED = "event_id_reused"
+    UNKNOWN_STORE = "unknown_store"
+    STORE_NOT_ALLOWED = "store_not_allowed"
+    MEMBER_MISMATCH = "order_member_mismatch"
+    ORDER_ALREADY_PAID = "order_already_paid"
+    ORDER_NOT_PAID = "order_not_paid"
+    ORDER_CANCELLED = "order_cancelled"
+    ORDER_COMPLETED = "order_already_completed"
+    ORDER_FULLY_REFUNDED = "order_fully_refunded"
+    REFUND_EXCEEDS_ORDER = "refund_exceeds_order"
+    REFUND_ITEM_UNKNOWN = "refund_item_unknown"
+    REFUND_ID_REUSED = "refund_id_reused"
+    REVIEW_UNKNOWN = "review_unknown"
+    RECORD_ID_REUSED = "record_id_reused"
+    UNKNOWN_MEMBER = "unknown_member"
+    EVENT_NOT_FOUND = "event_not_found"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    DUPLICATE_SKU = "duplicate_sku"
+    CAUSE_NEVER_ARRIVED = "cause_never_arrived"
+
+
+class MemberError(StrEnum):
+    NOT_FOUND = "member_not_found"
+    PHONE_INVALID = "phone_invalid"
+
+
+class AdminError(StrEnum):
+    OWNER_EXISTS = "owner_exists"
+    OWNER_NOT_FOUND = "owner_not_found"
+    PROGRAM_EXISTS = "program_exists"
+    KEY_NOT_FOUND = "api_key_not_found"
+    SCOPE_MISSING = "scope_missing"
+
+
+Code = EventError | MemberError | AdminError
+
+
+class DomainError(Exception):
+    """A rule said no. Nothing of the request has been written when this is raised."""
+
+    def __init__(
+        self, code: Code, message: str, *, kind: ErrorKind, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.kind = kind
+        self.field = field
+
+
+def invalid(code: Code, message: str, field: str | None = None) -> DomainError:
+    return DomainError(code, message, kind=ErrorKind.INVALID, field=field)
+
+
+def conflict(code: Code, message: str, field: str | None = None) -> DomainError:
+    return DomainError(code, message, kind=ErrorKind.CONFLICT, field=field)
+
+
+def not_found(code: Code, message: str) -> DomainError:
+    return DomainError(code, message, kind=ErrorKind.NOT_FOUND)
+
+
+def forbidden(code: Code, message: str, field: str | None = None) -> DomainError:
+    return DomainError(code, message, kind=ErrorKind.FORBIDDEN, field=field)

@@ -1,0 +1,1 @@
+"""The integration contract: what callers send and get back, validated with Pydantic."""

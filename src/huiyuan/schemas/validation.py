@@ -1,0 +1,103 @@
+"""Turning a JSON body into a valid event, or into a list of problems that name each field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from huiyuan.schemas.events import Envelope, data_model_for
+
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+class EventInvalid(Exception):
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(f"{p.field}: {p.message}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class ValidEvent:
+    envelope: Envelope
+    data: BaseModel
+    body_hash: str
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
+
+    @property
+    def type(self) -> str:
+        return self.envelope.type
+
+    @property
+    def member_id(self) -> str:
+        return self.envelope.member_id
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self.envelope.occurred_at
+
+    @property
+    def store_id(self) -> str | None:
+        return self.envelope.store_id
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def problems_from(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[FieldProblem]:
+    return [
+        FieldProblem(field_path((*prefix, *e["loc"])), e["msg"])
+        for e in error.errors(include_url=False)
+    ]
+
+
+def problems_from_errors(errors: list[Any]) -> list[FieldProblem]:
+    """Problems from FastAPI's request errors, whose locations start with body/query/path."""
+    return [
+        FieldProblem(field_path(tuple(e["loc"][1:]) or tuple(e["loc"])), e["msg"]) for e in errors
+    ]
+
+
+def body_hash(raw: dict[str, Any]) -> str:
+    canonical = json.dumps(raw, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_event(raw: Any, now: datetime) -> ValidEvent:
+    """Validate an event body; raises ``EventInvalid`` naming every bad field."""
+    if not isinstance(raw, dict):
+        raise EventInvalid([FieldProblem("body", "an event is a JSON object")])
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as error:
+        raise EventInvalid(problems_from(error)) from None
+    model = data_model_for(envelope.type)
+    if model is None:
+        raise EventInvalid([FieldProblem("type", f"unknown event type {envelope.type!r}")])
+    if envelope.occurred_at > now + FUTURE_TOLERANCE:
+        raise EventInvalid([FieldProblem("occurred_at", "is in the future")])
+    try:
+        data = model.model_validate(envelope.data)
+    except ValidationError as error:
+        raise EventInvalid(problems_from(error, ("data",))) from None
+    return ValidEvent(envelope=envelope, data=data, body_hash=body_hash(raw))

@@ -1,0 +1,402 @@
+"""What each event type does to the member's records.
+
+Each handler runs inside the caller's transaction with the member's row locked, and either
+returns its effects or raises a ``DomainError`` before the transaction commits — so a refused
+event changes nothing. ``PREREQUISITES`` name, per type, the earlier fact an event needs (a refund
+needs its order): when it is missing the event is deferred, not applied, and the handler of the
+fact that arrives later names the waiting key it ``satisfies``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, Row
+
+from huiyuan.db import members_repo, orders_repo
+from huiyuan.domain.business_time import business_day
+from huiyuan.domain.errors import EventError, MemberError, conflict, invalid
+from huiyuan.domain.orders import (
+    OrderFacts,
+    OrderLine,
+    OrderStatus,
+    RefundLine,
+    check_cancellation,
+    check_completion,
+    check_refund,
+    check_same_member,
+)
+from huiyuan.domain.phone import normalize_phone
+from huiyuan.schemas import events as ev_schema
+from huiyuan.schemas.validation import ValidEvent
+from huiyuan.services.context import Services
+
+Effect = dict[str, Any]
+
+
+@dataclass
+class Applied:
+    effects: list[Effect] = field(default_factory=list)
+    satisfies: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    svc: Services
+    conn: Connection
+    sender: str
+    member: Row[Any]
+
+
+Handler = Callable[[Context, ValidEvent], Applied]
+
+
+def order_key(order_id: str) -> str:
+    return f"order:{order_id}"
+
+
+def review_key(review_id: str) -> str:
+    return f"review:{review_id}"
+
+
+def member_key(member_id: str) -> str:
+    return f"member:{member_id}"
+
+
+# ---------------------------------------------------------------- members
+
+
+PROFILE_COLUMNS = (
+    "name",
+    "nickname",
+    "gender",
+    "birthday",
+    "region",
+    "email",
+    "avatar_url",
+    "education",
+    "occupation",
+)
+
+
+def profile_values(data: ev_schema.Profile, event_field: str = "data") -> dict[str, Any]:
+    """The columns a profile payload sets: only the fields it names; ``null`` clears."""
+    present = data.model_fields_set
+    values: dict[str, Any] = {}
+    for column in PROFILE_COLUMNS:
+        if column in present:
+            value = getattr(data, column)
+            values[column] = value.value if hasattr(value, "value") else value
+    if "phone" in present:
+        values["phone"] = None
+        if data.phone:
+            phone = normalize_phone(data.phone)
+            if phone is None:
+                raise invalid(
+                    MemberError.PHONE_INVALID, "not a phone number", field=f"{event_field}.phone"
+                )
+            values["phone"] = phone
+    for listed in ("addresses", "invoice_titles"):
+        if listed in present:
+            items: list[BaseModel] = getattr(data, listed) or []
+            values[listed] = [item.model_dump(mode="json") for item in items]
+    return values
+
+
+def apply_profile(ctx: Context, event: ValidEvent, extra: dict[str, Any]) -> list[Effect]:
+    assert isinstance(event.data, ev_schema.Profile)
+    values = profile_values(event.data)
+    stamp = ctx.member.profile_updated_at
+    if stamp is not None and event.occurred_at < stamp:
+        # An older update arriving late must not overwrite a newer one.
+        values = {}
+        effects: list[Effect] = [
+            {"kind": "profile.stale_ignored", "newer_update_at": stamp.isoformat()}
+        ]
+    else:
+        values["profile_updated_at"] = event.occurred_at
+        changed = sorted(k for k in values if k != "profile_updated_at")
+        effects = [{"kind": "profile.updated", "fields": changed}]
+    values.update(extra)
+    if values:
+        values["updated_at"] = ctx.svc.now()
+        members_repo.update_member(ctx.conn, ctx.member.member_id, values)
+    return effects
+
+
+def on_registered(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.MemberRegistered)
+    extra: dict[str, Any] = {}
+    effects: list[Effect] = []
+    if ctx.member.origin != "registered" or ctx.member.registered_at is None:
+        extra = {
+            "origin": "registered",
+            "registered_at": event.occurred_at,
+            "registration_channel": data.channel.value,
+            "registration_store_id": event.store_id,
+            "inviter_id": data.inviter_id,
+        }
+        effects.append({"kind": "member.registered", "channel": data.channel.value})
+    elif event.occurred_at < ctx.member.registered_at:
+        extra = {"registered_at": event.occurred_at}
+    if not effects:
+        effects.append({"kind": "member.already_registered"})
+    return Applied(effects + apply_profile(ctx, event, extra))
+
+
+def on_updated(ctx: Context, event: ValidEvent) -> Applied:
+    return Applied(apply_profile(ctx, event, {}))
+
+
+def on_login(ctx: Context, event: ValidEvent) -> Applied:
+    day = business_day(event.occurred_at, ctx.svc.settings.zone)
+    members_repo.record_login(ctx.conn, ctx.member.member_id, day, event.occurred_at)
+    return Applied([{"kind": "login.recorded", "business_day": day.isoformat()}])
+
+
+# ---------------------------------------------------------------- orders
+
+
+def order_facts(row: Row[Any]) -> OrderFacts:
+    return OrderFacts(
+        order_id=row.order_id,
+        member_id=row.member_id,
+        status=OrderStatus(row.status),
+        amount=row.amount,
+        refunded_amount=row.refunded_amount,
+    )
+
+
+def locked_order(ctx: Context, order_id: str, member_id: str) -> OrderFacts:
+    row = orders_repo.lock_order(ctx.conn, order_id)
+    assert row is not None, "prerequisite checked the order exists"
+    order = order_facts(row)
+    check_same_member(order, member_id)
+    return order
+
+
+def check_items_add_up(data: ev_schema.OrderPaid) -> None:
+    seen: set[str] = set()
+    for index, item in enumerate(data.items):
+        if item.sku in seen:
+            raise invalid(
+                EventError.DUPLICATE_SKU,
+                f"sku {item.sku!r} appears twice; merge the lines",
+                field=f"data.items[{index}].sku",
+            )
+        seen.add(item.sku)
+    total = sum(item.paid_amount for item in data.items)
+    if total != data.amount:
+        raise invalid(
+            EventError.AMOUNT_MISMATCH,
+            f"items' paid_amount add up to {total} fen but amount is {data.amount} fen",
+            field="data.items",
+        )
+
+
+def on_order_paid(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.OrderPaid)
+    check_items_add_up(data)
+    existing = orders_repo.lock_order(ctx.conn, data.order_id)
+    if existing is not None:
+        raise conflict(
+            EventError.ORDER_ALREADY_PAID,
+            f"order {data.order_id} was already paid (event {existing.paid_event_id})",
+            field="data.order_id",
+        )
+    order = {
+        "order_id": data.order_id,
+        "member_id": event.member_id,
+        "store_id": event.store_id,
+        "status": OrderStatus.PAID.value,
+        "amount": data.amount,
+        "shipping_fee": data.shipping_fee,
+        "refunded_amount": 0,
+        "channel": data.channel.value if data.channel else None,
+        "paid_at": event.occurred_at,
+        "sender": ctx.sender,
+        "paid_event_id": event.id,
+    }
+    items = [
+        {
+            "order_id": data.order_id,
+            "line_no": index,
+            "sku": item.sku,
+            "name": item.name,
+            "category": item.category,
+            "brand": item.brand,
+            "quantity": item.quantity,
+            "unit_price": item.unit_price,
+            "paid_amount": item.paid_amount,
+            "virtual": item.virtual,
+            "refunded_quantity": 0,
+            "refunded_amount": 0,
+        }
+        for index, item in enumerate(data.items)
+    ]
+    orders_repo.insert_order(ctx.conn, order, items)
+    effect = {"kind": "order.recorded", "order_id": data.order_id, "amount": data.amount}
+    return Applied([effect], satisfies=[order_key(data.order_id)])
+
+
+def on_order_completed(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.OrderRef)
+    order = locked_order(ctx, data.order_id, event.member_id)
+    check_completion(order)
+    orders_repo.set_order_status(
+        ctx.conn, data.order_id, {"status": "completed", "completed_at": event.occurred_at}
+    )
+    return Applied([{"kind": "order.completed", "order_id": data.order_id}])
+
+
+def on_order_cancelled(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.OrderCancelled)
+    order = locked_order(ctx, data.order_id, event.member_id)
+    check_cancellation(order)
+    orders_repo.set_order_status(
+        ctx.conn, data.order_id, {"status": "cancelled", "cancelled_at": event.occurred_at}
+    )
+    return Applied([{"kind": "order.cancelled", "order_id": data.order_id}])
+
+
+def on_order_refunded(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.OrderRefunded)
+    order = locked_order(ctx, data.order_id, event.member_id)
+    if orders_repo.refund_exists(ctx.conn, data.refund_id):
+        raise conflict(
+            EventError.REFUND_ID_REUSED,
+            f"refund {data.refund_id} was already recorded by another event",
+            field="data.refund_id",
+        )
+    lines = [RefundLine(i.sku, i.quantity, i.amount) for i in data.items or []]
+    if lines and sum(line.amount for line in lines) != data.amount:
+        raise invalid(
+            EventError.AMOUNT_MISMATCH,
+            "items' amounts must add up to the refund amount",
+            field="data.items",
+        )
+    rows = orders_repo.order_lines(ctx.conn, data.order_id)
+    bought = {r.sku: OrderLine(r.sku, r.quantity, r.paid_amount) for r in rows}
+    before = {r.sku: RefundLine(r.sku, r.refunded_quantity, r.refunded_amount) for r in rows}
+    check_refund(order, data.amount, lines, bought, before)
+    orders_repo.record_refund(
+        ctx.conn,
+        {
+            "refund_id": data.refund_id,
+            "order_id": data.order_id,
+            "member_id": event.member_id,
+            "amount": data.amount,
+            "items": [i.model_dump() for i in data.items or []],
+            "reason": data.reason,
+            "refunded_at": event.occurred_at,
+        },
+        [(line.sku, line.quantity, line.amount) for line in lines],
+    )
+    effect = {
+        "kind": "order.refunded",
+        "order_id": data.order_id,
+        "refund_id": data.refund_id,
+        "amount": data.amount,
+        "refunded_total": order.refunded_amount + data.amount,
+    }
+    return Applied([effect])
+
+
+# ---------------------------------------------------------------- reviews and the rest
+
+
+def on_review_approved(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.ReviewApproved)
+    if orders_repo.get_review(ctx.conn, data.review_id) is not None:
+        raise conflict(
+            EventError.RECORD_ID_REUSED,
+            f"review {data.review_id} was already approved by another event",
+            field="data.review_id",
+        )
+    orders_repo.insert_review(
+        ctx.conn,
+        {
+            "review_id": data.review_id,
+            "member_id": event.member_id,
+            "order_id": data.order_id,
+            "sku": data.sku,
+            "rating": data.rating,
+            "has_photos": data.has_photos,
+            "approved_at": event.occurred_at,
+        },
+    )
+    effect = {"kind": "review.recorded", "review_id": data.review_id}
+    return Applied([effect], satisfies=[review_key(data.review_id)])
+
+
+def on_review_deleted(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.ReviewDeleted)
+    review = orders_repo.get_review(ctx.conn, data.review_id)
+    assert review is not None, "prerequisite checked the review exists"
+    if review.member_id != event.member_id:
+        raise conflict(
+            EventError.MEMBER_MISMATCH, "the review belongs to another member", field="member_id"
+        )
+    if review.deleted_at is None:
+        orders_repo.delete_review(ctx.conn, data.review_id, event.occurred_at)
+        return Applied([{"kind": "review.deleted", "review_id": data.review_id}])
+    return Applied([{"kind": "review.already_deleted", "review_id": data.review_id}])
+
+
+def on_recorded(ctx: Context, event: ValidEvent) -> Applied:
+    """Events kept in the inbox for later capabilities (shares, recharges, plans, custom)."""
+    return Applied([{"kind": "event.recorded"}])
+
+
+HANDLERS: dict[str, Handler] = {
+    "member.registered": on_registered,
+    "member.updated": on_updated,
+    "member.login": on_login,
+    "order.paid": on_order_paid,
+    "order.completed": on_order_completed,
+    "order.cancelled": on_order_cancelled,
+    "order.refunded": on_order_refunded,
+    "review.approved": on_review_approved,
+    "review.deleted": on_review_deleted,
+    "content.shared": on_recorded,
+    "wallet.recharged": on_recorded,
+    "membership.purchased": on_recorded,
+}
+
+
+def handler_for(event_type: str) -> Handler:
+    return HANDLERS.get(event_type, on_recorded)
+
+
+def missing_prerequisite(conn: Connection, event: ValidEvent) -> str | None:
+    """The waiting key of the earlier fact this event needs, if that fact is not here yet."""
+    data = event.data
+    if isinstance(data, ev_schema.OrderRef | ev_schema.OrderRefunded):
+        present = orders_repo.order_exists(conn, data.order_id)
+        return None if present else order_key(data.order_id)
+    if isinstance(data, ev_schema.ReviewDeleted):
+        present = orders_repo.get_review(conn, data.review_id) is not None
+        return None if present else review_key(data.review_id)
+    return None
+
+
+WAITING_DESCRIPTIONS = {
+    "order": "order.paid of order {}",
+    "review": "review.approved of review {}",
+    "member": "member.registered of member {}",
+}
+
+
+def describe_waiting(key: str) -> str:
+    kind, _, ident = key.partition(":")
+    return WAITING_DESCRIPTIONS[kind].format(ident)

@@ -1,0 +1,399 @@
+"""Event ingestion: the one write path for everything a platform tells Huiyuan.
+
+For each event, in one transaction:
+1. claim ``(sender, id)`` in the inbox — a replay returns the first response, the same id with
+   another body is a conflict, and a duplicate in flight waits for the first and then replays;
+2. if a fact the event needs has not arrived (a refund before its payment) the event is kept as
+   *deferred* and nothing else happens;
+3. otherwise the member's row is locked (events of one member apply one at a time), the member is
+   created and enrolled if need be, the type's handler applies it, and the response is stored;
+4. deferred events waiting for what this event brought are applied in the same transaction, in
+   the order they occurred.
+A refused event rolls back whole: its inbox row goes too, so nothing of it is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from huiyuan.config import AutoEnrollPolicy
+from huiyuan.db import events_repo, members_repo, owners_repo
+from huiyuan.db.audit_repo import enqueue
+from huiyuan.db.uow import UnitOfWork, run_with_retry
+from huiyuan.domain.errors import DomainError, EventError, conflict, forbidden, invalid, not_found
+from huiyuan.schemas.events import Envelope, data_model_for
+from huiyuan.schemas.problems import (
+    STATUS_OF_KIND,
+    problem,
+    problem_from_error,
+    validation_problem,
+)
+from huiyuan.schemas.validation import EventInvalid, ValidEvent, parse_event
+from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.event_handlers import (
+    Applied,
+    Context,
+    describe_waiting,
+    handler_for,
+    member_key,
+    missing_prerequisite,
+)
+from huiyuan.services.principals import Principal, Scope
+
+APPLIED, DEFERRED = 200, 202
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400
+
+
+@dataclass
+class _Result:
+    status: int
+    body: dict[str, Any]
+    satisfies: list[str] = field(default_factory=list)
+
+    @property
+    def waiting_on(self) -> str | None:
+        value = self.body.get("waiting_on")
+        return value if isinstance(value, str) else None
+
+
+def ingest_event(svc: Services, principal: Principal, raw: Any) -> EventOutcome:
+    """Validate and apply one event in its own transaction."""
+    checked = _validate(svc, principal, raw)
+    if isinstance(checked, EventOutcome):
+        return checked
+
+    def attempt() -> EventOutcome:
+        with svc.uow() as tx:
+            try:
+                outcome = _ingest(tx, svc, principal.owner_id, checked)
+            except DomainError as error:
+                return EventOutcome(_status(error), problem_from_error(error))
+            if not outcome.replayed:
+                tx.commit()
+            return outcome
+
+    return run_with_retry(attempt)
+
+
+def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[EventOutcome]:
+    """Apply many events in one transaction; each gets its own outcome and a refused one is
+    undone alone (a savepoint each). Members are visited in a stable order so two batches lock
+    rows in the same order, while each member's events keep the order they were sent in."""
+    checked = [_validate(svc, principal, raw) for raw in raws]
+    order = sorted(
+        (i for i, c in enumerate(checked) if isinstance(c, ValidEvent)),
+        key=lambda i: _member_of(checked[i]),
+    )
+
+    def attempt() -> list[EventOutcome]:
+        outcomes: list[EventOutcome | None] = [
+            c if isinstance(c, EventOutcome) else None for c in checked
+        ]
+        with svc.uow() as tx:
+            for index in order:
+                event = checked[index]
+                assert isinstance(event, ValidEvent)
+                try:
+                    with tx.savepoint():
+                        outcomes[index] = _ingest(tx, svc, principal.owner_id, event)
+                except DomainError as error:
+                    outcomes[index] = EventOutcome(_status(error), problem_from_error(error))
+            tx.commit()
+        return [o for o in outcomes if o is not None]
+
+    return run_with_retry(attempt)
+
+
+def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str, Any]:
+    principal.require(Scope.WRITE)
+    with svc.engine.connect() as conn:
+        row = events_repo.get_event(conn, principal.owner_id, event_id)
+    if row is None:
+        raise not_found(EventError.EVENT_NOT_FOUND, f"no event {event_id!r} from this sender")
+    return {
+        "id": row.event_id,
+        "type": row.type,
+        "member_id": row.member_id,
+        "status": row.status,
+        "waiting_on": row.waiting_on,
+        "received_at": row.received_at.isoformat(),
+        "applied_at": row.applied_at.isoformat() if row.applied_at else None,
+        "result": row.response_body,
+    }
+
+
+def expire_deferred(svc: Services, limit: int = 1000) -> int:
+    """Reject deferred events whose cause has not arrived within the configured time."""
+    cutoff = svc.now() - timedelta(hours=svc.settings.deferred_event_ttl_hours)
+    with svc.uow() as tx:
+        rows = events_repo.deferred_before(tx.conn, cutoff, limit)
+        for row in rows:
+            body = problem(
+                409,
+                EventError.CAUSE_NEVER_ARRIVED,
+                f"gave up waiting for {describe_waiting(row.waiting_on)}",
+            )
+            events_repo.finish_event(
+                tx.conn,
+                row.sender,
+                row.event_id,
+                {
+                    "status": "rejected",
+                    "waiting_on": None,
+                    "response_status": 409,
+                    "response_body": body,
+                },
+            )
+        tx.commit()
+    return len(rows)
+
+
+# ---------------------------------------------------------------- inside the transaction
+
+
+def _validate(svc: Services, principal: Principal, raw: Any) -> ValidEvent | EventOutcome:
+    try:
+        principal.require(Scope.WRITE)
+        event = parse_event(raw, svc.now())
+        return _with_store(principal, event)
+    except EventInvalid as error:
+        return EventOutcome(422, validation_problem(error.problems))
+    except DomainError as error:
+        return EventOutcome(_status(error), problem_from_error(error))
+
+
+def _with_store(principal: Principal, event: ValidEvent) -> ValidEvent:
+    """A store's key speaks only for that store; its events default to it."""
+    if principal.is_platform:
+        return event
+    if event.store_id is None:
+        envelope = event.envelope.model_copy(update={"store_id": principal.owner_id})
+        return ValidEvent(envelope, event.data, event.body_hash)
+    if event.store_id != principal.owner_id:
+        raise forbidden(
+            EventError.STORE_NOT_ALLOWED,
+            "a store's API key may only send events of that store",
+            field="store_id",
+        )
+    return event
+
+
+def _ingest(tx: UnitOfWork, svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
+    conn = tx.conn
+    now = svc.now()
+    claimed = events_repo.claim_event(
+        conn,
+        {
+            "sender": sender,
+            "event_id": event.id,
+            "type": event.type,
+            "member_id": event.member_id,
+            "store_id": event.store_id,
+            "occurred_at": event.occurred_at,
+            "received_at": now,
+            "body_hash": event.body_hash,
+            "data": event.envelope.data,
+            "status": "applied",
+            "waiting_on": None,
+            "response_status": 0,
+            "response_body": {},
+        },
+    )
+    if not claimed:
+        return _replay(conn, sender, event)
+    _check_store(conn, event.store_id)
+    result = _apply_or_defer(conn, svc, sender, event)
+    _finish(conn, sender, event.id, result, now)
+    _release_waiting(tx, svc, result.satisfies)
+    return EventOutcome(result.status, result.body)
+
+
+def _replay(conn: Connection, sender: str, event: ValidEvent) -> EventOutcome:
+    row = events_repo.get_event(conn, sender, event.id)
+    assert row is not None
+    if row.body_hash != event.body_hash:
+        raise conflict(
+            EventError.ID_REUSED,
+            f"event id {event.id!r} was already used for a different body",
+            field="id",
+        )
+    return EventOutcome(row.response_status, row.response_body, replayed=True)
+
+
+def _check_store(conn: Connection, store_id: str | None) -> None:
+    if store_id is None:
+        return
+    owner = owners_repo.get_owner(conn, store_id)
+    if owner is None or owner.kind != "store":
+        raise invalid(EventError.UNKNOWN_STORE, f"no store {store_id!r}", field="store_id")
+
+
+def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEvent) -> _Result:
+    waiting = missing_prerequisite(conn, event)
+    member = members_repo.lock_member(conn, event.member_id)
+    if (
+        waiting is None
+        and member is None
+        and event.type != "member.registered"
+        and svc.settings.auto_enroll is AutoEnrollPolicy.REGISTRATION_ONLY
+    ):
+        waiting = member_key(event.member_id)
+    if waiting is not None:
+        body = _body(event, "deferred")
+        body["waiting_on"] = waiting
+        body["detail"] = f"kept until {describe_waiting(waiting)} arrives"
+        return _Result(DEFERRED, body)
+
+    effects: list[dict[str, Any]] = []
+    satisfies: list[str] = []
+    if member is None:
+        member = _create_member(conn, svc, event)
+        effects.append({"kind": "member.created"})
+        satisfies.append(member_key(event.member_id))
+    effects += _enroll(conn, svc, event)
+    applied: Applied = handler_for(event.type)(Context(svc, conn, sender, member), event)
+    body = _body(event, "applied")
+    body["effects"] = effects + applied.effects
+    return _Result(APPLIED, body, satisfies + applied.satisfies)
+
+
+def _body(event: ValidEvent, status: str) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "member_id": event.member_id,
+        "store_id": event.store_id,
+        "status": status,
+    }
+
+
+def _create_member(conn: Connection, svc: Services, event: ValidEvent) -> Row[Any]:
+    now = svc.now()
+    members_repo.create_member(
+        conn,
+        {
+            "member_id": event.member_id,
+            "origin": "registered" if event.type == "member.registered" else "auto",
+            "addresses": [],
+            "invoice_titles": [],
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    member = members_repo.lock_member(conn, event.member_id)
+    assert member is not None
+    return member
+
+
+def _enroll(conn: Connection, svc: Services, event: ValidEvent) -> list[dict[str, Any]]:
+    """Enroll the member in the platform's programs and, for a store's event, the store's."""
+    owners = [PLATFORM_OWNER] if event.store_id is None else [PLATFORM_OWNER, event.store_id]
+    wanted = owners_repo.programs_for_owners(conn, owners)
+    have = members_repo.enrolled_program_ids(conn, event.member_id)
+    missing = [p for p in wanted if p not in have]
+    if not missing:
+        return []
+    now = svc.now()
+    members_repo.enroll(
+        conn,
+        [
+            {
+                "member_id": event.member_id,
+                "program_id": program_id,
+                "enrolled_at": event.occurred_at,
+                "source_event_id": event.id,
+            }
+            for program_id in missing
+        ],
+    )
+    enqueue(
+        conn,
+        [
+            {
+                "topic": "member.enrolled",
+                "key": event.member_id,
+                "payload": {"member_id": event.member_id, "program_id": program_id},
+                "created_at": now,
+            }
+            for program_id in missing
+        ],
+    )
+    return [{"kind": "member.enrolled", "program_id": p} for p in missing]
+
+
+def _finish(conn: Connection, sender: str, event_id: str, result: _Result, now: datetime) -> None:
+    events_repo.finish_event(
+        conn,
+        sender,
+        event_id,
+        {
+            "status": "deferred" if result.status == DEFERRED else "applied",
+            "waiting_on": result.waiting_on,
+            "response_status": result.status,
+            "response_body": result.body,
+            "applied_at": now if result.status == APPLIED else None,
+        },
+    )
+
+
+def _release_waiting(tx: UnitOfWork, svc: Services, keys: list[str]) -> None:
+    """Apply deferred events whose cause has now arrived; each may release others in turn."""
+    conn = tx.conn
+    while keys:
+        rows = events_repo.waiting_on(conn, keys)
+        keys = []
+        for row in rows:
+            event = _stored_event(row)
+            try:
+                with tx.savepoint():
+                    result = _apply_or_defer(conn, svc, row.sender, event)
+                    _finish(conn, row.sender, row.event_id, result, svc.now())
+                keys += result.satisfies
+            except DomainError as error:
+                events_repo.finish_event(
+                    conn,
+                    row.sender,
+                    row.event_id,
+                    {
+                        "status": "rejected",
+                        "waiting_on": None,
+                        "response_status": _status(error),
+                        "response_body": problem_from_error(error),
+                    },
+                )
+
+
+def _stored_event(row: Row[Any]) -> ValidEvent:
+    envelope = Envelope(
+        id=row.event_id,
+        type=row.type,
+        occurred_at=row.occurred_at,
+        member_id=row.member_id,
+        store_id=row.store_id,
+        data=row.data,
+    )
+    model = data_model_for(row.type)
+    assert model is not None, "only valid events are stored"
+    return ValidEvent(envelope, model.model_validate(row.data), row.body_hash)
+
+
+def _member_of(item: ValidEvent | EventOutcome) -> str:
+    return item.member_id if isinstance(item, ValidEvent) else ""
+
+
+def _status(error: DomainError) -> int:
+    return STATUS_OF_KIND[error.kind]
