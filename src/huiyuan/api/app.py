@@ -44,8 +44,9 @@ def create_app(svc: Services) -> FastAPI:
         started = time.perf_counter()
         response = await call_next(request)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        log.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code,
-                 elapsed_ms)
+        log.info(
+            "%s %s %d %.1fms", request.method, request.url.path, response.status_code, elapsed_ms
+        )
         return response
 
     return app

@@ -61,7 +61,7 @@ async def post_events_batch(request: Request, svc: ServicesDep, who: PrincipalDe
     events = body.get("events") if isinstance(body, dict) else None
     if not isinstance(events, list):
         return problem_response(
-            problem(422, "validation_failed", "events: send {\"events\": [...]}", field="events")
+            problem(422, "validation_failed", 'events: send {"events": [...]}', field="events")
         )
     limit = svc.settings.batch_max_events
     if len(events) > limit:
@@ -76,8 +76,13 @@ async def post_events_batch(request: Request, svc: ServicesDep, who: PrincipalDe
         counts[kind] += 1
         event_id = raw.get("id") if isinstance(raw, dict) else None
         results.append(
-            {"index": index, "id": event_id, "status": outcome.status, "outcome": kind,
-             "result": outcome.body}
+            {
+                "index": index,
+                "id": event_id,
+                "status": outcome.status,
+                "outcome": kind,
+                "result": outcome.body,
+            }
         )
     return JSONResponse({"results": results, **counts})
 

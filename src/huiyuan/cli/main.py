@@ -62,9 +62,7 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(svc), host=host, port=port, access_log=False)
     else:
-        uvicorn.run(
-            "huiyuan.api.asgi:app", host=host, port=port, workers=workers, access_log=False
-        )
+        uvicorn.run("huiyuan.api.asgi:app", host=host, port=port, workers=workers, access_log=False)
 
 
 @app.command()
@@ -111,7 +109,10 @@ def keys_list(owner: Annotated[str | None, typer.Option(help="only this owner's"
     with svc.engine.connect() as conn:
         for row in owners_repo.list_api_keys(conn, owner):
             table.add_row(
-                row.prefix, row.owner_id, row.scopes, row.name,
+                row.prefix,
+                row.owner_id,
+                row.scopes,
+                row.name,
                 row.created_at.isoformat(timespec="seconds"),
                 row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else "",
             )
@@ -174,8 +175,14 @@ def demo(
     from huiyuan.demo.runner import run_demo
 
     run_demo(
-        members=members, database=database, fresh=fresh, host=host, port=port,
-        serve_after=serve_after, seed=seed, console=out,
+        members=members,
+        database=database,
+        fresh=fresh,
+        host=host,
+        port=port,
+        serve_after=serve_after,
+        seed=seed,
+        console=out,
     )
 
 

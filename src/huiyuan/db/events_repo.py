@@ -5,10 +5,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huiyuan.db.tables import events
+
+# Built once: the hot path executes these with parameters instead of building statements.
+_CLAIM = {
+    name: dialect.insert(events)
+    .on_conflict_do_nothing(index_elements=["sender", "event_id"])
+    .returning(events.c.event_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_GET = select(events).where(
+    events.c.sender == bindparam("p_sender"), events.c.event_id == bindparam("p_event_id")
+)
+_FINISH = (
+    update(events)
+    .where(events.c.sender == bindparam("p_sender"), events.c.event_id == bindparam("p_event_id"))
+    .values(
+        status=bindparam("status"),
+        waiting_on=bindparam("waiting_on"),
+        response_status=bindparam("response_status"),
+        response_body=bindparam("response_body"),
+        applied_at=bindparam("applied_at"),
+    )
+)
 
 
 def claim_event(conn: Connection, row: dict[str, Any]) -> bool:
@@ -17,38 +39,35 @@ def claim_event(conn: Connection, row: dict[str, Any]) -> bool:
     On PostgreSQL a concurrent claim of the same id waits here until the first transaction ends,
     so a duplicate in flight never applies twice.
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(events)
-        .values(**row)
-        .on_conflict_do_nothing(index_elements=["sender", "event_id"])
-        .returning(events.c.event_id)
-    )
-    return conn.execute(stmt).first() is not None
+    stmt = _CLAIM["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    return conn.execute(stmt, row).first() is not None
 
 
 def get_event(conn: Connection, sender: str, event_id: str) -> Row[Any] | None:
-    query = select(events).where(events.c.sender == sender, events.c.event_id == event_id)
-    return conn.execute(query).first()
+    return conn.execute(_GET, {"p_sender": sender, "p_event_id": event_id}).first()
 
 
 def finish_event(conn: Connection, sender: str, event_id: str, values: dict[str, Any]) -> None:
-    conn.execute(
-        update(events)
-        .where(events.c.sender == sender, events.c.event_id == event_id)
-        .values(**values)
+    """Record the event's status and response (every one of status, waiting_on,
+    response_status, response_body and applied_at must be given)."""
+    params = {"applied_at": None, **values, "p_sender": sender, "p_event_id": event_id}
+    conn.execute(_FINISH, params)
+
+
+_WAITING = (
+    select(events)
+    .where(
+        events.c.waiting_on.in_(bindparam("p_keys", expanding=True)),
+        events.c.status == "deferred",
     )
+    .order_by(events.c.occurred_at, events.c.received_at, events.c.event_id)
+    .with_for_update()
+)
 
 
 def waiting_on(conn: Connection, keys: Sequence[str]) -> Sequence[Row[Any]]:
     """Deferred events waiting for any of these causes, oldest first, locked for applying."""
-    query = (
-        select(events)
-        .where(events.c.status == "deferred", events.c.waiting_on.in_(keys))
-        .order_by(events.c.occurred_at, events.c.received_at, events.c.event_id)
-        .with_for_update()
-    )
-    return conn.execute(query).all()
+    return conn.execute(_WAITING, {"p_keys": list(keys)}).all()
 
 
 def deferred_before(conn: Connection, received_before: Any, limit: int) -> Sequence[Row[Any]]:

@@ -6,17 +6,19 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, select, update
+from sqlalchemy import Connection, Row, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huiyuan.db.tables import enrollments, logins, members, programs
 from huiyuan.db.upsert import insert_ignore
 
+_LOCK_MEMBER = select(members).where(members.c.member_id == bindparam("p_id")).with_for_update()
+_ENROLLED = select(enrollments.c.program_id).where(enrollments.c.member_id == bindparam("p_id"))
+
 
 def lock_member(conn: Connection, member_id: str) -> Row[Any] | None:
     """The member's row, locked until commit: one member's events apply one at a time."""
-    query = select(members).where(members.c.member_id == member_id).with_for_update()
-    return conn.execute(query).first()
+    return conn.execute(_LOCK_MEMBER, {"p_id": member_id}).first()
 
 
 def get_member(conn: Connection, member_id: str) -> Row[Any] | None:
@@ -37,15 +39,14 @@ def find_by_phone(conn: Connection, phone: str, limit: int = 20) -> Sequence[Row
 
 
 def enrolled_program_ids(conn: Connection, member_id: str) -> set[str]:
-    query = select(enrollments.c.program_id).where(enrollments.c.member_id == member_id)
-    return set(conn.execute(query).scalars())
+    return set(conn.execute(_ENROLLED, {"p_id": member_id}).scalars())
 
 
 def enroll(conn: Connection, rows: list[dict[str, Any]]) -> int:
     return insert_ignore(conn, enrollments, rows, ["member_id", "program_id"])
 
 
-def enrollments_of(conn: Connection, member_id: str) -> Sequence[Row[Any]]:
+def enrollments_of(conn: Connection, member_id: str) -> Sequence[Any]:
     query = (
         select(
             enrollments.c.program_id,
@@ -70,13 +71,9 @@ def is_enrolled_with_owner(conn: Connection, member_id: str, owner_id: str) -> b
     return conn.execute(query).first() is not None
 
 
-def record_login(conn: Connection, member_id: str, day: date, at: datetime) -> None:
-    """Count a login on its business day; the first login of the day keeps the earliest time."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(logins).values(
-        member_id=member_id, business_day=day, first_at=at, count=1
-    )
-    stmt = stmt.on_conflict_do_update(
+def _login_upsert(dialect: Any) -> Any:
+    stmt = dialect.insert(logins)
+    return stmt.on_conflict_do_update(
         index_elements=["member_id", "business_day"],
         set_={
             "count": logins.c.count + 1,
@@ -86,15 +83,25 @@ def record_login(conn: Connection, member_id: str, day: date, at: datetime) -> N
             ),
         },
     )
-    conn.execute(stmt)
-    conn.execute(
-        update(members)
-        .where(
-            members.c.member_id == member_id,
-            (members.c.last_login_at.is_(None)) | (members.c.last_login_at < at),
-        )
-        .values(last_login_at=at)
+
+
+_LOGIN = {"postgresql": _login_upsert(postgresql), "sqlite": _login_upsert(sqlite)}
+_LAST_LOGIN = (
+    update(members)
+    .where(
+        members.c.member_id == bindparam("p_id"),
+        (members.c.last_login_at.is_(None)) | (members.c.last_login_at < bindparam("p_at")),
     )
+    .values(last_login_at=bindparam("p_at"))
+)
+
+
+def record_login(conn: Connection, member_id: str, day: date, at: datetime) -> None:
+    """Count a login on its business day; the first login of the day keeps the earliest time."""
+    stmt = _LOGIN["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    row = {"member_id": member_id, "business_day": day, "first_at": at, "count": 1}
+    conn.execute(stmt, row)
+    conn.execute(_LAST_LOGIN, {"p_id": member_id, "p_at": at})
 
 
 def login_days(conn: Connection, member_id: str) -> int:

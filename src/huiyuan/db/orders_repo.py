@@ -5,24 +5,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, Row, bindparam, func, select, update
 
 from huiyuan.db.tables import order_items, orders, refunds, reviews
 
+_LOCK_ORDER = select(orders).where(orders.c.order_id == bindparam("p_id")).with_for_update()
+_ORDER_EXISTS = select(orders.c.order_id).where(orders.c.order_id == bindparam("p_id"))
+_INSERT_ORDER = orders.insert()
+_INSERT_ITEMS = order_items.insert()
+
 
 def lock_order(conn: Connection, order_id: str) -> Row[Any] | None:
-    query = select(orders).where(orders.c.order_id == order_id).with_for_update()
-    return conn.execute(query).first()
+    return conn.execute(_LOCK_ORDER, {"p_id": order_id}).first()
 
 
 def order_exists(conn: Connection, order_id: str) -> bool:
-    query = select(orders.c.order_id).where(orders.c.order_id == order_id)
-    return conn.execute(query).first() is not None
+    return conn.execute(_ORDER_EXISTS, {"p_id": order_id}).first() is not None
 
 
 def insert_order(conn: Connection, order: dict[str, Any], items: list[dict[str, Any]]) -> None:
-    conn.execute(orders.insert().values(**order))
-    conn.execute(order_items.insert(), items)
+    conn.execute(_INSERT_ORDER, order)
+    conn.execute(_INSERT_ITEMS, items)
 
 
 def order_lines(conn: Connection, order_id: str) -> Sequence[Row[Any]]:

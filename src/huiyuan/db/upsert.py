@@ -19,10 +19,18 @@ def insert_ignore(
     values: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     conflict_columns: Sequence[str],
 ) -> int:
-    """Insert, skipping rows whose key exists; returns how many rows were inserted."""
+    """Insert, skipping rows whose key exists; returns how many rows were inserted.
+
+    The count comes from ``RETURNING``: psycopg reports ``rowcount`` -1 for an executemany, so
+    counting rows is the only answer that holds on both databases.
+    """
     if isinstance(values, Sequence) and not values:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).on_conflict_do_nothing(index_elements=list(conflict_columns))
+    stmt = (
+        dialect.insert(table)
+        .on_conflict_do_nothing(index_elements=list(conflict_columns))
+        .returning(*table.primary_key.columns)
+    )
     result = conn.execute(stmt, values if isinstance(values, Sequence) else [values])
-    return result.rowcount
+    return len(result.all())

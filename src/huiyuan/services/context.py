@@ -12,6 +12,7 @@ from huiyuan.config import Settings
 from huiyuan.db.engine import make_engine
 from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain.business_time import utc_now
+from huiyuan.services.directory import OwnerDirectory
 
 PLATFORM_OWNER = "platform"
 
@@ -21,6 +22,7 @@ class Services:
     engine: Engine
     settings: Settings
     clock: Callable[[], datetime] = field(default=utc_now)
+    directory: OwnerDirectory = field(default_factory=OwnerDirectory)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from huiyuan.config import AutoEnrollPolicy
-from huiyuan.db import events_repo, members_repo, owners_repo
+from huiyuan.db import events_repo, members_repo
 from huiyuan.db.audit_repo import enqueue
 from huiyuan.db.uow import UnitOfWork, run_with_retry
 from huiyuan.domain.errors import DomainError, EventError, conflict, forbidden, invalid, not_found
@@ -215,7 +215,7 @@ def _ingest(tx: UnitOfWork, svc: Services, sender: str, event: ValidEvent) -> Ev
     )
     if not claimed:
         return _replay(conn, sender, event)
-    _check_store(conn, event.store_id)
+    _check_store(conn, svc, event.store_id)
     result = _apply_or_defer(conn, svc, sender, event)
     _finish(conn, sender, event.id, result, now)
     _release_waiting(tx, svc, result.satisfies)
@@ -234,11 +234,8 @@ def _replay(conn: Connection, sender: str, event: ValidEvent) -> EventOutcome:
     return EventOutcome(row.response_status, row.response_body, replayed=True)
 
 
-def _check_store(conn: Connection, store_id: str | None) -> None:
-    if store_id is None:
-        return
-    owner = owners_repo.get_owner(conn, store_id)
-    if owner is None or owner.kind != "store":
+def _check_store(conn: Connection, svc: Services, store_id: str | None) -> None:
+    if store_id is not None and not svc.directory.is_store(conn, store_id):
         raise invalid(EventError.UNKNOWN_STORE, f"no store {store_id!r}", field="store_id")
 
 
@@ -302,7 +299,7 @@ def _create_member(conn: Connection, svc: Services, event: ValidEvent) -> Row[An
 def _enroll(conn: Connection, svc: Services, event: ValidEvent) -> list[dict[str, Any]]:
     """Enroll the member in the platform's programs and, for a store's event, the store's."""
     owners = [PLATFORM_OWNER] if event.store_id is None else [PLATFORM_OWNER, event.store_id]
-    wanted = owners_repo.programs_for_owners(conn, owners)
+    wanted = svc.directory.programs_of(conn, owners)
     have = members_repo.enrolled_program_ids(conn, event.member_id)
     missing = [p for p in wanted if p not in have]
     if not missing:

@@ -30,6 +30,7 @@ def ensure_platform(svc: Services, name: str = "Platform") -> None:
         owners_repo.add_owner(tx.conn, PLATFORM_OWNER, "platform", name, now)
         owners_repo.add_program(tx.conn, PLATFORM_PROGRAM, PLATFORM_OWNER, f"{name} 会员", now)
         tx.commit()
+    svc.directory.invalidate()
 
 
 def add_store(
@@ -53,6 +54,7 @@ def add_store(
             at=now,
         )
         tx.commit()
+    svc.directory.invalidate()
     return OwnerView(store_id, "store", name, programs)
 
 
@@ -72,6 +74,7 @@ def add_program(svc: Services, program_id: str, owner_id: str, name: str, *, act
             at=now,
         )
         tx.commit()
+    svc.directory.invalidate()
 
 
 def list_owners(svc: Services) -> list[OwnerView]:

@@ -1,0 +1,133 @@
+"""``huiyuan demo``: build the demo database through the ordinary event path, then serve it.
+
+The database is built once; running the demo again serves the same data (``--fresh`` rebuilds).
+An interrupted build is simply resumed: events are idempotent, so the ones already applied are
+replayed without effect.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import func, select
+
+from huiyuan.config import Settings
+from huiyuan.db import migrate
+from huiyuan.db.audit_repo import record_audit
+from huiyuan.db.tables import audit_log, members, orders
+from huiyuan.demo.catalog import STORES
+from huiyuan.demo.story import Story
+from huiyuan.domain.errors import DomainError
+from huiyuan.domain.money import Money
+from huiyuan.services import events as event_service
+from huiyuan.services import owners as owner_service
+from huiyuan.services import principals
+from huiyuan.services.context import Services
+
+BATCH = 500
+
+
+def run_demo(
+    *,
+    members: int,
+    database: str,
+    fresh: bool,
+    host: str,
+    port: int,
+    serve_after: bool,
+    seed: int,
+    console: Console,
+) -> None:
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    svc = Services.from_settings(Settings(database_url=url))
+    owner_service.ensure_platform(svc, "会员平台")
+    if _built(svc):
+        console.print(f"Using the demo database at {path} (--fresh rebuilds it).")
+    else:
+        build_demo(svc, members=members, seed=seed, console=console)
+    _summarize(svc, console)
+    key = principals.create_api_key(
+        svc, "platform", (principals.Scope.ADMIN,), "demo", actor="demo"
+    ).key
+    base = f"http://{host}:{port}"
+    console.print(f"\nAPI:      {base}/v1   (interactive docs: {base}/docs)")
+    console.print(f'Try:      curl -H "Authorization: Bearer {key}" {base}/v1/members/u000001')
+    console.print("API key (platform, admin):")
+    print(key)  # noqa: T201 - alone on the last line, for scripts
+    if serve_after:
+        import uvicorn
+
+        from huiyuan.api.app import create_app
+
+        uvicorn.run(create_app(svc), host=host, port=port, access_log=False, log_level="warning")
+
+
+def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> None:
+    for store_id, name in STORES.items():
+        with suppress(DomainError):  # an interrupted build already added it
+            owner_service.add_store(svc, store_id, name, actor="demo")
+    console.print(f"Inventing {members:,} members and a year of their activity …")
+    events = Story(seed, members, datetime.now(UTC)).events()
+    rejected = 0
+    with Progress(
+        TextColumn("[bold]Sending events"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("events", total=len(events), rate="")
+        started = datetime.now(UTC)
+        for start in range(0, len(events), BATCH):
+            chunk = events[start : start + BATCH]
+            outcomes = event_service.ingest_batch(svc, principals.SYSTEM, chunk)
+            rejected += sum(1 for o in outcomes if not o.ok)
+            elapsed = (datetime.now(UTC) - started).total_seconds() or 1e-9
+            done = start + len(chunk)
+            progress.update(task, completed=done, rate=f"{done / elapsed:,.0f} events/s")
+    if rejected:
+        console.print(f"[yellow]{rejected} events were refused[/yellow]")
+    with svc.uow() as tx:
+        record_audit(
+            tx.conn,
+            actor="demo",
+            action="demo.built",
+            subject="demo",
+            detail={"members": members, "seed": seed, "events": len(events)},
+            at=svc.now(),
+        )
+        tx.commit()
+
+
+def _built(svc: Services) -> bool:
+    with svc.engine.connect() as conn:
+        query = select(audit_log.c.id).where(audit_log.c.action == "demo.built").limit(1)
+        return conn.execute(query).first() is not None
+
+
+def _summarize(svc: Services, console: Console) -> None:
+    with svc.engine.connect() as conn:
+        member_count = conn.execute(select(func.count()).select_from(members)).scalar_one()
+        order_count, paid, refunded = conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(orders.c.amount), 0),
+                func.coalesce(func.sum(orders.c.refunded_amount), 0),
+            ).where(orders.c.status != "cancelled")
+        ).one()
+    console.print(
+        f"Demo: {member_count:,} members, {order_count:,} orders, "
+        f"GMV {Money(int(paid))}, refunded {Money(int(refunded))}, "
+        f"3 stores ({', '.join(STORES.values())})."
+    )
