@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,9 @@ from huiyuan.schemas.problems import (
     validation_problem,
 )
 from huiyuan.schemas.validation import problems_from_errors
+
+
+log = logging.getLogger("huiyuan.api")
 
 
 class ProblemResponse(JSONResponse):
@@ -46,6 +50,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         return problem_response(validation_problem(problems_from_errors(list(error.errors()))))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        # The cause goes to the log (without request data); the caller gets no internals.
+        log.exception("unhandled error: %s", type(error).__name__)
+        return problem_response(problem(500, "internal_error", "an unexpected error occurred"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:

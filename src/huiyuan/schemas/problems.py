@@ -30,6 +30,7 @@ TITLES = {
     409: "Conflict",
     413: "Too many events",
     422: "Unprocessable content",
+    500: "Internal server error",
 }
 
 
