@@ -20,7 +20,10 @@ pytestmark = pytest.mark.xdist_group("quality")
 
 def run(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True,
+        [str(BIN / command[0]), *command[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         check=False,
     )
 

@@ -10,7 +10,14 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
 from huiyuan import __version__
-from huiyuan.api import errors, routes_admin, routes_events, routes_members
+from huiyuan.api import (
+    errors,
+    routes_admin,
+    routes_events,
+    routes_members,
+    routes_points,
+    routes_wallet,
+)
 from huiyuan.services.context import Services
 from huiyuan.services.principals import KeyResolver
 
@@ -29,6 +36,8 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(routes_events.router)
     app.include_router(routes_members.router)
     app.include_router(routes_admin.router)
+    app.include_router(routes_points.router)
+    app.include_router(routes_wallet.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     def healthz() -> dict[str, str]:

@@ -20,7 +20,6 @@ from huiyuan.schemas.problems import (
 )
 from huiyuan.schemas.validation import problems_from_errors
 
-
 log = logging.getLogger("huiyuan.api")
 
 

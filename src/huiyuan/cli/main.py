@@ -21,7 +21,13 @@ app = typer.Typer(help="Huiyuan (会员): membership and loyalty engine.", no_ar
 keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 stores_app = typer.Typer(help="Stores and brands on the platform.", no_args_is_help=True)
 events_app = typer.Typer(help="The event inbox.", no_args_is_help=True)
+ledger_app = typer.Typer(
+    help="Points ledger: jobs, reconciliation, liability.", no_args_is_help=True
+)
+programs_app = typer.Typer(help="Program documents (rules and policies).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(programs_app, name="programs")
 app.add_typer(stores_app, name="stores")
 app.add_typer(events_app, name="events")
 
@@ -159,6 +165,108 @@ def events_expire_deferred() -> None:
     """Reject deferred events whose cause never arrived (HUIYUAN_DEFERRED_EVENT_TTL_HOURS)."""
     count = event_service.expire_deferred(_ready_services())
     out.print(f"{count} deferred events rejected")
+
+
+@ledger_app.command("expire")
+def ledger_expire(
+    chunk: Annotated[int, typer.Option(help="lots per transaction")] = 5000,
+) -> None:
+    """Expire lots past their expiry, release due pending points, lapse old holds, and queue
+    "expiring soon" reminders. Safe to run again at any time."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from huiyuan.services import points_jobs
+
+    svc = _ready_services()
+    released = points_jobs.release_due_lots(svc)
+    lapsed = points_jobs.sweep_reservations(svc)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=out) as progress:
+        task = progress.add_task("expiring lots: 0", total=None)
+        done = 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            progress.update(task, description=f"expiring lots: {done:,}")
+
+        expired = points_jobs.expire_lots(svc, chunk=chunk, progress=advance)
+    reminded = points_jobs.remind_expiring(svc)
+    out.print(
+        f"{expired:,} lots expired, {released:,} pending lots released, "
+        f"{lapsed:,} holds lapsed, {reminded:,} reminders queued"
+    )
+
+
+@ledger_app.command("reconcile")
+def ledger_reconcile() -> None:
+    """Rebuild every points balance from its entries and lots; exit 1 on any drift."""
+    from huiyuan.services import points_jobs
+
+    report = points_jobs.reconcile(_ready_services())
+    if report.drifts:
+        table = Table("kind", "subject", "expected", "found")
+        for drift in report.drifts[:200]:
+            table.add_row(drift.kind, drift.subject, str(drift.expected), str(drift.found))
+        out.print(table)
+        err.print(f"[red]{len(report.drifts)} drifts[/red] in {report.accounts:,} accounts")
+        raise typer.Exit(code=1)
+    out.print(
+        f"no drift: {report.accounts:,} accounts and {report.transactions:,} transactions "
+        "agree with their entries"
+    )
+
+
+@ledger_app.command("liability")
+def ledger_liability() -> None:
+    """Points outstanding, pending, redeemed and expired per program and issuer."""
+    from huiyuan.services import points_jobs
+
+    table = Table(
+        "program", "issuer", "outstanding", "pending", "redeemed", "expired", "outstanding ¥"
+    )
+    for row in points_jobs.liability(_ready_services()):
+        table.add_row(
+            row["program_id"],
+            row["issuer"],
+            f"{row['outstanding']:,}",
+            f"{row['pending']:,}",
+            f"{row['redeemed']:,}",
+            f"{row['expired']:,}",
+            f"{row['outstanding_fen'] / 100:,.2f}",
+        )
+    out.print(table)
+
+
+@programs_app.command("apply")
+def programs_apply(
+    program_id: Annotated[str, typer.Argument(help="the program to configure")],
+    document: Annotated[typer.FileText, typer.Argument(help="JSON document ('-' for stdin)")],
+) -> None:
+    """Validate and apply a new version of a program's document (effective now)."""
+    import json
+
+    from huiyuan.services import programs
+
+    try:
+        raw = json.load(document)
+    except json.JSONDecodeError as error:
+        err.print(f"[red]error[/red] the document is not JSON: {error}")
+        raise typer.Exit(code=1) from None
+    try:
+        version = programs.apply_document(_ready_services(), program_id, raw, actor=CLI_ACTOR)
+    except DomainError as error:
+        raise _fail(error) from None
+    out.print(f"program {program_id} is now at version {version}")
+
+
+@programs_app.command("show")
+def programs_show(program_id: Annotated[str, typer.Argument(help="the program")]) -> None:
+    """Print the document in force now (JSON)."""
+    from huiyuan.services import programs
+
+    svc = _ready_services()
+    config = programs.config_at(svc, program_id, svc.now())
+    print(config.document.model_dump_json(indent=2))
 
 
 @app.command()

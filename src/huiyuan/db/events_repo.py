@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huiyuan.db.tables import events
@@ -89,3 +89,16 @@ def events_of_member(conn: Connection, member_id: str, limit: int = 50) -> Seque
         .limit(limit)
     )
     return conn.execute(query).all()
+
+
+_LOCK_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+def lock_waiting_key(conn: Connection, key: str) -> None:
+    """Hold a lock on a waiting key (``order:o1``) until the transaction ends.
+
+    An event deferring on a key and the event satisfying it both take this lock, so the one that
+    commits second always sees the other. SQLite runs one writer at a time and needs none.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_KEY, {"key": key})

@@ -236,3 +236,293 @@ audit_log = Table(
     Column("detail", json_type(), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
 )
+
+# ---------------------------------------------------------------- program configuration
+
+program_versions = Table(
+    "program_versions",
+    metadata,
+    Column("program_id", String(ID), ForeignKey("programs.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("document", json_type(), nullable=False),
+    Column("effective_from", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    CheckConstraint("version > 0", name="version"),
+)
+
+# ---------------------------------------------------------------- points ledger
+# Member balances are a cache of the entries (``huiyuan ledger reconcile`` proves it). System
+# accounts (issued, redeemed, expired …) have entries but no balance row: no shared hot row.
+
+point_accounts = Table(
+    "point_accounts",
+    metadata,
+    Column("program_id", String(ID), ForeignKey("programs.id"), primary_key=True),
+    Column("member_id", String(ID), primary_key=True),
+    Column("available", BigInteger, nullable=False),
+    Column("pending", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+    Column("debt", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint(
+        "available >= 0 and pending >= 0 and reserved >= 0 and debt >= 0", name="non_negative"
+    ),
+    CheckConstraint("reserved <= available", name="reserved_covered"),
+)
+
+point_txns = Table(
+    "point_txns",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("idem_key", String(200), nullable=False),
+    Column("order_id", String(ID)),
+    Column("rule_id", String(ID)),
+    Column("config_version", Integer),
+    Column("reason_zh", String(300), nullable=False),
+    Column("reason_en", String(300), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("program_id", "idem_key", name="uq_point_txns_idem"),
+)
+Index("ix_point_txns_member", point_txns.c.program_id, point_txns.c.member_id, point_txns.c.id)
+
+point_entries = Table(
+    "point_entries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("txn_id", BigInteger, ForeignKey("point_txns.id"), nullable=False, index=True),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID)),
+    Column("account", String(80), nullable=False),
+    Column("bucket", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("lot_id", BigInteger),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    CheckConstraint("amount <> 0", name="non_zero"),
+    CheckConstraint("(account = 'member') = (member_id is not null)", name="member_leg"),
+)
+Index(
+    "ix_point_entries_member",
+    point_entries.c.program_id,
+    point_entries.c.member_id,
+    point_entries.c.occurred_at,
+)
+
+point_lots = Table(
+    "point_lots",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("issuer", String(ID), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("clawed", BigInteger, nullable=False),
+    Column("absorbed", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("order_id", String(ID)),
+    Column("rule_id", String(ID)),
+    Column("txn_id", BigInteger, nullable=False),
+    Column("earned_at", UTCDateTime(), nullable=False),
+    Column("released_at", UTCDateTime()),
+    Column("release_due_at", UTCDateTime()),
+    Column("expires_at", UTCDateTime()),
+    Column("reminded_at", UTCDateTime()),
+    CheckConstraint("amount > 0 and remaining >= 0 and remaining <= amount", name="bounds"),
+    CheckConstraint(
+        "clawed >= 0 and clawed <= amount and absorbed >= 0 and absorbed <= clawed",
+        name="clawed",
+    ),
+    CheckConstraint(
+        "status in ('pending', 'active', 'cancelled', 'expired', 'closed')", name="status"
+    ),
+)
+Index(
+    "ix_point_lots_member",
+    point_lots.c.program_id,
+    point_lots.c.member_id,
+    point_lots.c.status,
+    point_lots.c.expires_at,
+)
+Index("ix_point_lots_expiry", point_lots.c.status, point_lots.c.expires_at)
+Index("ix_point_lots_order", point_lots.c.order_id)
+
+point_draws = Table(
+    "point_draws",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("txn_id", BigInteger, ForeignKey("point_txns.id"), nullable=False, index=True),
+    Column("lot_id", BigInteger, ForeignKey("point_lots.id"), nullable=False, index=True),
+    Column("kind", String(24), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("restored", BigInteger, nullable=False),
+    CheckConstraint("amount > 0 and restored >= 0 and restored <= amount", name="bounds"),
+)
+
+point_reservations = Table(
+    "point_reservations",
+    metadata,
+    Column("program_id", String(ID), primary_key=True),
+    Column("reservation_id", String(ID), primary_key=True),
+    Column("member_id", String(ID), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("order_id", String(ID)),
+    Column("status", String(16), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("txn_id", BigInteger),
+    Column("body_hash", String(64), nullable=False),
+    CheckConstraint("amount > 0", name="amount"),
+    CheckConstraint("status in ('held', 'captured', 'released', 'expired')", name="status"),
+)
+Index("ix_point_reservations_order", point_reservations.c.program_id, point_reservations.c.order_id)
+Index("ix_point_reservations_expiry", point_reservations.c.status, point_reservations.c.expires_at)
+
+# A store's budget of platform points, split in slices so concurrent grants to different
+# members rarely wait for the same row.
+budget_slices = Table(
+    "budget_slices",
+    metadata,
+    Column("program_id", String(ID), primary_key=True),
+    Column("store_id", String(ID), primary_key=True),
+    Column("slice", Integer, primary_key=True),
+    Column("remaining", BigInteger, nullable=False),
+    CheckConstraint("remaining >= 0", name="non_negative"),
+)
+
+budget_purchases = Table(
+    "budget_purchases",
+    metadata,
+    Column("program_id", String(ID), primary_key=True),
+    Column("purchase_id", String(ID), primary_key=True),
+    Column("store_id", String(ID), nullable=False, index=True),
+    Column("points", BigInteger, nullable=False),
+    Column("paid_fen", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("points > 0 and paid_fen >= 0", name="amounts"),
+)
+
+# ---------------------------------------------------------------- wallet (余额)
+# Principal (本金) and bonus (赠送金) are two buckets of one balance; recharges and spends
+# remember their split so refunds return to the same parts.
+
+wallet_accounts = Table(
+    "wallet_accounts",
+    metadata,
+    Column("program_id", String(ID), ForeignKey("programs.id"), primary_key=True),
+    Column("member_id", String(ID), primary_key=True),
+    Column("principal", BigInteger, nullable=False),
+    Column("bonus", BigInteger, nullable=False),
+    Column("recharged_total", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint("principal >= 0 and bonus >= 0 and recharged_total >= 0", name="non_negative"),
+)
+
+wallet_txns = Table(
+    "wallet_txns",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("idem_key", String(200), nullable=False),
+    Column("ref_id", String(ID)),
+    Column("order_id", String(ID)),
+    Column("principal", BigInteger, nullable=False),
+    Column("bonus", BigInteger, nullable=False),
+    Column("config_version", Integer),
+    Column("reason_zh", String(300), nullable=False),
+    Column("reason_en", String(300), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("program_id", "idem_key", name="uq_wallet_txns_idem"),
+)
+Index("ix_wallet_txns_member", wallet_txns.c.program_id, wallet_txns.c.member_id, wallet_txns.c.id)
+
+wallet_entries = Table(
+    "wallet_entries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("txn_id", BigInteger, ForeignKey("wallet_txns.id"), nullable=False, index=True),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID)),
+    Column("account", String(80), nullable=False),
+    Column("bucket", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    CheckConstraint("amount <> 0", name="non_zero"),
+    CheckConstraint("(account = 'member') = (member_id is not null)", name="member_leg"),
+)
+Index(
+    "ix_wallet_entries_member",
+    wallet_entries.c.program_id,
+    wallet_entries.c.member_id,
+    wallet_entries.c.occurred_at,
+)
+
+wallet_recharges = Table(
+    "wallet_recharges",
+    metadata,
+    Column("program_id", String(ID), primary_key=True),
+    Column("recharge_id", String(ID), primary_key=True),
+    Column("member_id", String(ID), nullable=False, index=True),
+    Column("principal", BigInteger, nullable=False),
+    Column("bonus", BigInteger, nullable=False),
+    Column("refunded", BigInteger, nullable=False),
+    Column("bonus_taken_back", BigInteger, nullable=False),
+    Column("recharged_at", UTCDateTime(), nullable=False),
+    CheckConstraint("principal > 0 and bonus >= 0", name="amounts"),
+    CheckConstraint(
+        "refunded between 0 and principal and bonus_taken_back between 0 and bonus",
+        name="refund_bound",
+    ),
+)
+
+wallet_payments = Table(
+    "wallet_payments",
+    metadata,
+    Column("program_id", String(ID), primary_key=True),
+    Column("payment_id", String(ID), primary_key=True),
+    Column("member_id", String(ID), nullable=False, index=True),
+    Column("order_id", String(ID)),
+    Column("principal", BigInteger, nullable=False),
+    Column("bonus", BigInteger, nullable=False),
+    Column("refunded_principal", BigInteger, nullable=False),
+    Column("refunded_bonus", BigInteger, nullable=False),
+    Column("paid_at", UTCDateTime(), nullable=False),
+    CheckConstraint("principal >= 0 and bonus >= 0 and principal + bonus > 0", name="amounts"),
+    CheckConstraint(
+        "refunded_principal between 0 and principal and refunded_bonus between 0 and bonus",
+        name="refund_bound",
+    ),
+)
+
+# Once-a-day facts: a member signs in at most once per business day.
+signins = Table(
+    "signins",
+    metadata,
+    Column("member_id", String(ID), primary_key=True),
+    Column("business_day", Date, primary_key=True),
+    Column("signed_at", UTCDateTime(), nullable=False),
+    Column("streak", Integer, nullable=False),
+    CheckConstraint("streak >= 1", name="streak"),
+)

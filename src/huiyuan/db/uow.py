@@ -2,8 +2,9 @@
 
 Services receive a ``UnitOfWork`` factory and use it as ``with uow() as tx: ... tx.commit()``.
 Leaving the block without ``commit()`` rolls everything back, so a failure half-way writes
-nothing. ``run_with_retry`` repeats a whole unit of work when PostgreSQL reports a deadlock or a
-serialization failure, which concurrent writers can cause and which is always safe to retry.
+nothing. ``run_with_retry`` repeats a whole unit of work when PostgreSQL reports a deadlock, a
+serialization failure or a unique violation, which concurrent writers can cause and which is
+always safe to retry.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
 
-_RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization_failure, deadlock_detected
+# serialization_failure, deadlock_detected, and unique_violation: two transactions that both
+# found a key free (two payments of one order) — on retry the loser sees the winner's row and
+# refuses with its proper error instead of failing.
+_RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
 
 
 class UnitOfWork:

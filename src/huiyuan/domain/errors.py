@@ -22,6 +22,7 @@ class EventError(StrEnum):
     UNKNOWN_STORE = "unknown_store"
     STORE_NOT_ALLOWED = "store_not_allowed"
     MEMBER_MISMATCH = "order_member_mismatch"
+    STORE_MISMATCH = "order_store_mismatch"
     ORDER_ALREADY_PAID = "order_already_paid"
     ORDER_NOT_PAID = "order_not_paid"
     ORDER_CANCELLED = "order_cancelled"
@@ -39,6 +40,27 @@ class EventError(StrEnum):
     CAUSE_NEVER_ARRIVED = "cause_never_arrived"
 
 
+class PointsError(StrEnum):
+    INSUFFICIENT_POINTS = "insufficient_points"
+    RESERVATION_NOT_FOUND = "reservation_not_found"
+    RESERVATION_NOT_HELD = "reservation_not_held"
+    ID_REUSED = "points_request_id_reused"
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    NOT_A_STORE = "not_a_store"
+    BELOW_MINIMUM_UNIT = "below_minimum_unit"
+    PROGRAM_NOT_ENROLLED = "program_not_enrolled"
+
+
+class WalletError(StrEnum):
+    INSUFFICIENT_BALANCE = "insufficient_balance"
+    RECHARGE_ID_REUSED = "recharge_id_reused"
+    RECHARGE_NOT_FOUND = "recharge_not_found"
+    REFUND_EXCEEDS = "wallet_refund_exceeds"
+    PAYMENT_NOT_FOUND = "wallet_payment_not_found"
+    PAYMENT_ID_REUSED = "wallet_payment_id_reused"
+    REFUND_ID_REUSED = "wallet_refund_id_reused"
+
+
 class MemberError(StrEnum):
     NOT_FOUND = "member_not_found"
     PHONE_INVALID = "phone_invalid"
@@ -50,9 +72,11 @@ class AdminError(StrEnum):
     PROGRAM_EXISTS = "program_exists"
     KEY_NOT_FOUND = "api_key_not_found"
     SCOPE_MISSING = "scope_missing"
+    DOCUMENT_INVALID = "program_document_invalid"
+    PROGRAM_NOT_FOUND = "program_not_found"
 
 
-Code = EventError | MemberError | AdminError
+Code = EventError | MemberError | AdminError | PointsError | WalletError
 
 
 class DomainError(Exception):

@@ -1,7 +1,8 @@
 """Order facts and the moves an order may make.
 
 An order is paid once, then either completed or cancelled; refunds (售后) may come any time after
-payment, partial or whole, each with its own ``refund_id``. The refunded total never exceeds what
+payment, partial or whole, each with its own ``refund_id``. Only the store an order was placed in
+(or the platform) may complete, cancel or refund it. The refunded total never exceeds what
 the member paid, and a refund naming items never returns more of an item than was bought or more
 money than was paid for it. These checks run before anything is written, so a refused event
 leaves no trace.
@@ -43,6 +44,7 @@ class OrderFacts:
     status: OrderStatus
     amount: int
     refunded_amount: int
+    store_id: str | None = None
 
     @property
     def refundable(self) -> int:
@@ -55,6 +57,17 @@ def check_same_member(order: OrderFacts, member_id: str) -> None:
             EventError.MEMBER_MISMATCH,
             f"order {order.order_id} belongs to another member",
             field="member_id",
+        )
+
+
+def check_same_store(order: OrderFacts, store_id: str | None) -> None:
+    """An event of a store may move only that store's orders; one without a store comes from the
+    platform, which speaks for every store."""
+    if store_id is not None and order.store_id != store_id:
+        raise conflict(
+            EventError.STORE_MISMATCH,
+            f"order {order.order_id} is not an order of store {store_id}",
+            field="store_id",
         )
 
 

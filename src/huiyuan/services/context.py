@@ -13,6 +13,7 @@ from huiyuan.db.engine import make_engine
 from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain.business_time import utc_now
 from huiyuan.services.directory import OwnerDirectory
+from huiyuan.services.program_configs import ProgramConfigs
 
 PLATFORM_OWNER = "platform"
 
@@ -23,6 +24,7 @@ class Services:
     settings: Settings
     clock: Callable[[], datetime] = field(default=utc_now)
     directory: OwnerDirectory = field(default_factory=OwnerDirectory)
+    configs: ProgramConfigs = field(default_factory=ProgramConfigs)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

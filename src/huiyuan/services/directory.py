@@ -50,6 +50,15 @@ class OwnerDirectory:
         self._load(conn)
         return self._kinds.get(owner_id) == "store"
 
+    def owner_of(self, conn: Connection, program_id: str) -> str | None:
+        self._load(conn)
+        for owner, programs in self._programs.items():
+            if program_id in programs:
+                return owner
+        self.invalidate()
+        self._load(conn)
+        return next((o for o, ps in self._programs.items() if program_id in ps), None)
+
     def programs_of(self, conn: Connection, owner_ids: Sequence[str]) -> list[str]:
         self._load(conn)
         return [p for owner in owner_ids for p in self._programs.get(owner, ())]

@@ -28,6 +28,7 @@ from huiyuan.domain.orders import (
     check_completion,
     check_refund,
     check_same_member,
+    check_same_store,
 )
 from huiyuan.domain.phone import normalize_phone
 from huiyuan.schemas import events as ev_schema
@@ -168,14 +169,16 @@ def order_facts(row: Row[Any]) -> OrderFacts:
         status=OrderStatus(row.status),
         amount=row.amount,
         refunded_amount=row.refunded_amount,
+        store_id=row.store_id,
     )
 
 
-def locked_order(ctx: Context, order_id: str, member_id: str) -> OrderFacts:
+def locked_order(ctx: Context, event: ValidEvent, order_id: str) -> OrderFacts:
     row = orders_repo.lock_order(ctx.conn, order_id)
     assert row is not None, "prerequisite checked the order exists"
     order = order_facts(row)
-    check_same_member(order, member_id)
+    check_same_member(order, event.member_id)
+    check_same_store(order, event.store_id)
     return order
 
 
@@ -247,7 +250,7 @@ def on_order_paid(ctx: Context, event: ValidEvent) -> Applied:
 def on_order_completed(ctx: Context, event: ValidEvent) -> Applied:
     data = event.data
     assert isinstance(data, ev_schema.OrderRef)
-    order = locked_order(ctx, data.order_id, event.member_id)
+    order = locked_order(ctx, event, data.order_id)
     check_completion(order)
     orders_repo.set_order_status(
         ctx.conn, data.order_id, {"status": "completed", "completed_at": event.occurred_at}
@@ -258,7 +261,7 @@ def on_order_completed(ctx: Context, event: ValidEvent) -> Applied:
 def on_order_cancelled(ctx: Context, event: ValidEvent) -> Applied:
     data = event.data
     assert isinstance(data, ev_schema.OrderCancelled)
-    order = locked_order(ctx, data.order_id, event.member_id)
+    order = locked_order(ctx, event, data.order_id)
     check_cancellation(order)
     orders_repo.set_order_status(
         ctx.conn, data.order_id, {"status": "cancelled", "cancelled_at": event.occurred_at}
@@ -269,7 +272,7 @@ def on_order_cancelled(ctx: Context, event: ValidEvent) -> Applied:
 def on_order_refunded(ctx: Context, event: ValidEvent) -> Applied:
     data = event.data
     assert isinstance(data, ev_schema.OrderRefunded)
-    order = locked_order(ctx, data.order_id, event.member_id)
+    order = locked_order(ctx, event, data.order_id)
     if orders_repo.refund_exists(ctx.conn, data.refund_id):
         raise conflict(
             EventError.REFUND_ID_REUSED,

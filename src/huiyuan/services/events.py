@@ -3,10 +3,12 @@
 For each event, in one transaction:
 1. claim ``(sender, id)`` in the inbox — a replay returns the first response, the same id with
    another body is a conflict, and a duplicate in flight waits for the first and then replays;
-2. if a fact the event needs has not arrived (a refund before its payment) the event is kept as
-   *deferred* and nothing else happens;
-3. otherwise the member's row is locked (events of one member apply one at a time), the member is
-   created and enrolled if need be, the type's handler applies it, and the response is stored;
+2. the member's row is locked (events of one member apply one at a time); if a fact the event
+   needs has not arrived (a refund before its payment) the event is kept as *deferred* and
+   nothing else happens — the deferral and the fact's arrival take one lock on the waiting key,
+   so a deferral is never stranded by a cause committing at the same moment;
+3. otherwise the member is created and enrolled if need be, the type's handler applies it, and
+   the response is stored;
 4. deferred events waiting for what this event brought are applied in the same transaction, in
    the order they occurred.
 A refused event rolls back whole: its inbox row goes too, so nothing of it is written.
@@ -239,9 +241,10 @@ def _check_store(conn: Connection, svc: Services, store_id: str | None) -> None:
         raise invalid(EventError.UNKNOWN_STORE, f"no store {store_id!r}", field="store_id")
 
 
-def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEvent) -> _Result:
+def _waiting_for(
+    conn: Connection, svc: Services, event: ValidEvent, member: Row[Any] | None
+) -> str | None:
     waiting = missing_prerequisite(conn, event)
-    member = members_repo.lock_member(conn, event.member_id)
     if (
         waiting is None
         and member is None
@@ -249,6 +252,21 @@ def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEv
         and svc.settings.auto_enroll is AutoEnrollPolicy.REGISTRATION_ONLY
     ):
         waiting = member_key(event.member_id)
+    return waiting
+
+
+def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEvent) -> _Result:
+    member = members_repo.lock_member(conn, event.member_id)
+    waiting = _waiting_for(conn, svc, event, member)
+    locked: set[str] = set()
+    while waiting is not None and waiting not in locked:
+        # The cause may be committing right now. Under the waiting key's lock (which its
+        # satisfier also takes) look again: either the cause is visible now, or the satisfier
+        # will find this deferral once it commits. Without this a deferral could be stranded.
+        events_repo.lock_waiting_key(conn, waiting)
+        locked.add(waiting)
+        member = members_repo.lock_member(conn, event.member_id)
+        waiting = _waiting_for(conn, svc, event, member)
     if waiting is not None:
         body = _body(event, "deferred")
         body["waiting_on"] = waiting
@@ -258,9 +276,10 @@ def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEv
     effects: list[dict[str, Any]] = []
     satisfies: list[str] = []
     if member is None:
-        member = _create_member(conn, svc, event)
-        effects.append({"kind": "member.created"})
-        satisfies.append(member_key(event.member_id))
+        member, created = _create_member(conn, svc, event)
+        if created:  # else a concurrent event created the member a moment ago
+            effects.append({"kind": "member.created"})
+            satisfies.append(member_key(event.member_id))
     effects += _enroll(conn, svc, event)
     applied: Applied = handler_for(event.type)(Context(svc, conn, sender, member), event)
     body = _body(event, "applied")
@@ -278,9 +297,9 @@ def _body(event: ValidEvent, status: str) -> dict[str, Any]:
     }
 
 
-def _create_member(conn: Connection, svc: Services, event: ValidEvent) -> Row[Any]:
+def _create_member(conn: Connection, svc: Services, event: ValidEvent) -> tuple[Row[Any], bool]:
     now = svc.now()
-    members_repo.create_member(
+    created = members_repo.create_member(
         conn,
         {
             "member_id": event.member_id,
@@ -293,7 +312,7 @@ def _create_member(conn: Connection, svc: Services, event: ValidEvent) -> Row[An
     )
     member = members_repo.lock_member(conn, event.member_id)
     assert member is not None
-    return member
+    return member, created
 
 
 def _enroll(conn: Connection, svc: Services, event: ValidEvent) -> list[dict[str, Any]]:
@@ -351,6 +370,8 @@ def _release_waiting(tx: UnitOfWork, svc: Services, keys: list[str]) -> None:
     """Apply deferred events whose cause has now arrived; each may release others in turn."""
     conn = tx.conn
     while keys:
+        for key in sorted(set(keys)):  # see _apply_or_defer: a deferral in flight is seen
+            events_repo.lock_waiting_key(conn, key)
         rows = events_repo.waiting_on(conn, keys)
         keys = []
         for row in rows:

@@ -1,0 +1,422 @@
+"""SQL of the points ledger: accounts, transactions, entries, lots, draws, reservations, budgets.
+
+Balances change in SQL (``available = available + :d``) on the member's own row, locked by the
+caller; system accounts have entries only. Statements on the hot path are built once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from huiyuan.db.tables import (
+    budget_purchases,
+    budget_slices,
+    orders,
+    point_accounts,
+    point_draws,
+    point_entries,
+    point_lots,
+    point_reservations,
+    point_txns,
+)
+from huiyuan.db.upsert import insert_ignore
+
+SPENDABLE = ("active",)
+
+_LOCK_ACCOUNT = (
+    select(point_accounts)
+    .where(
+        point_accounts.c.program_id == bindparam("p_program"),
+        point_accounts.c.member_id == bindparam("p_member"),
+    )
+    .with_for_update()
+)
+_MOVE = (
+    update(point_accounts)
+    .where(
+        point_accounts.c.program_id == bindparam("p_program"),
+        point_accounts.c.member_id == bindparam("p_member"),
+    )
+    .values(
+        available=point_accounts.c.available + bindparam("d_available"),
+        pending=point_accounts.c.pending + bindparam("d_pending"),
+        reserved=point_accounts.c.reserved + bindparam("d_reserved"),
+        debt=point_accounts.c.debt + bindparam("d_debt"),
+        updated_at=bindparam("p_at"),
+    )
+)
+_TXN = {
+    name: dialect.insert(point_txns)
+    .on_conflict_do_nothing(index_elements=["program_id", "idem_key"])
+    .returning(point_txns.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_INSERT_ENTRIES = point_entries.insert()
+_INSERT_LOT = point_lots.insert().returning(point_lots.c.id)
+_INSERT_DRAWS = point_draws.insert()
+_TAKE = (
+    update(point_lots)
+    .where(point_lots.c.id == bindparam("p_lot"))
+    .values(remaining=point_lots.c.remaining - bindparam("p_take"))
+)
+_SPENDABLE_LOTS = (
+    select(point_lots.c.id, point_lots.c.remaining, point_lots.c.expires_at, point_lots.c.issuer)
+    .where(
+        point_lots.c.program_id == bindparam("p_program"),
+        point_lots.c.member_id == bindparam("p_member"),
+        point_lots.c.status == "active",
+        point_lots.c.remaining > 0,
+    )
+    .order_by(point_lots.c.expires_at.is_(None), point_lots.c.expires_at, point_lots.c.id)
+    .with_for_update()
+)
+_ORDER_LOTS = (
+    select(point_lots)
+    .where(
+        point_lots.c.program_id == bindparam("p_program"),
+        point_lots.c.order_id == bindparam("p_order"),
+    )
+    .order_by(point_lots.c.id)
+    .with_for_update()
+)
+
+
+def _dialect(conn: Connection) -> str:
+    return "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
+
+
+def lock_account(conn: Connection, program_id: str, member_id: str, at: datetime) -> Row[Any]:
+    """The member's balance row in a program, created empty if need be, locked until commit."""
+    params = {"p_program": program_id, "p_member": member_id}
+    row = conn.execute(_LOCK_ACCOUNT, params).first()
+    if row is None:
+        insert_ignore(
+            conn,
+            point_accounts,
+            {
+                "program_id": program_id,
+                "member_id": member_id,
+                "available": 0,
+                "pending": 0,
+                "reserved": 0,
+                "debt": 0,
+                "updated_at": at,
+            },
+            ["program_id", "member_id"],
+        )
+        row = conn.execute(_LOCK_ACCOUNT, params).first()
+    assert row is not None
+    return row
+
+
+def get_account(conn: Connection, program_id: str, member_id: str) -> Row[Any] | None:
+    query = select(point_accounts).where(
+        point_accounts.c.program_id == program_id, point_accounts.c.member_id == member_id
+    )
+    return conn.execute(query).first()
+
+
+def move_balances(
+    conn: Connection,
+    program_id: str,
+    member_id: str,
+    at: datetime,
+    *,
+    available: int = 0,
+    pending: int = 0,
+    reserved: int = 0,
+    debt: int = 0,
+) -> None:
+    conn.execute(
+        _MOVE,
+        {
+            "p_program": program_id,
+            "p_member": member_id,
+            "d_available": available,
+            "d_pending": pending,
+            "d_reserved": reserved,
+            "d_debt": debt,
+            "p_at": at,
+        },
+    )
+
+
+def insert_txn(conn: Connection, row: dict[str, Any]) -> int | None:
+    """The new transaction's id, or None if its idempotency key was used already."""
+    found = conn.execute(_TXN[_dialect(conn)], row).first()
+    return None if found is None else int(found[0])
+
+
+def find_txn(conn: Connection, program_id: str, idem_key: str) -> Row[Any] | None:
+    query = select(point_txns).where(
+        point_txns.c.program_id == program_id, point_txns.c.idem_key == idem_key
+    )
+    return conn.execute(query).first()
+
+
+def insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(_INSERT_ENTRIES, rows)
+
+
+def insert_lot(conn: Connection, row: dict[str, Any]) -> int:
+    return int(conn.execute(_INSERT_LOT, row).scalar_one())
+
+
+def spendable_lots(conn: Connection, program_id: str, member_id: str) -> Sequence[Any]:
+    return conn.execute(_SPENDABLE_LOTS, {"p_program": program_id, "p_member": member_id}).all()
+
+
+def order_lots(conn: Connection, program_id: str, order_id: str) -> Sequence[Row[Any]]:
+    return conn.execute(_ORDER_LOTS, {"p_program": program_id, "p_order": order_id}).all()
+
+
+def take_from_lots(conn: Connection, takes: list[tuple[int, int]]) -> None:
+    if takes:
+        conn.execute(_TAKE, [{"p_lot": lot, "p_take": take} for lot, take in takes])
+
+
+def update_lot(conn: Connection, lot_id: int, values: dict[str, Any]) -> None:
+    conn.execute(update(point_lots).where(point_lots.c.id == lot_id).values(**values))
+
+
+def insert_draws(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(_INSERT_DRAWS, rows)
+
+
+def restorable_draws(conn: Connection, txn_ids: Sequence[int]) -> Sequence[Any]:
+    """Draws of these spends not yet given back, with their lot, in the order they were made."""
+    query = (
+        select(
+            point_draws.c.id,
+            point_draws.c.lot_id,
+            point_draws.c.amount,
+            point_draws.c.restored,
+            point_lots.c.status.label("lot_status"),
+            point_lots.c.expires_at,
+            point_lots.c.issuer,
+        )
+        .join(point_lots, point_lots.c.id == point_draws.c.lot_id)
+        .where(point_draws.c.txn_id.in_(txn_ids), point_draws.c.restored < point_draws.c.amount)
+        .order_by(point_draws.c.id)
+        .with_for_update()
+    )
+    return conn.execute(query).all()
+
+
+def mark_restored(conn: Connection, draw_id: int, amount: int) -> None:
+    conn.execute(
+        update(point_draws)
+        .where(point_draws.c.id == draw_id)
+        .values(restored=point_draws.c.restored + amount)
+    )
+
+
+def give_back_to_lot(conn: Connection, lot_id: int, amount: int) -> None:
+    conn.execute(
+        update(point_lots)
+        .where(point_lots.c.id == lot_id)
+        .values(remaining=point_lots.c.remaining + amount)
+    )
+
+
+def txns_of_order(conn: Connection, program_id: str, order_id: str, kind: str) -> list[int]:
+    query = select(point_txns.c.id).where(
+        point_txns.c.program_id == program_id,
+        point_txns.c.order_id == order_id,
+        point_txns.c.kind == kind,
+    )
+    return [int(i) for i in conn.execute(query).scalars()]
+
+
+def redeemed_for_order(conn: Connection, program_id: str, order_id: str) -> tuple[int, int]:
+    """(points captured for the order, points already given back)."""
+    query = (
+        select(
+            func.coalesce(func.sum(point_draws.c.amount), 0),
+            func.coalesce(func.sum(point_draws.c.restored), 0),
+        )
+        .join(point_txns, point_txns.c.id == point_draws.c.txn_id)
+        .where(
+            point_txns.c.program_id == program_id,
+            point_txns.c.order_id == order_id,
+            point_txns.c.kind == "capture",
+        )
+    )
+    spent, restored = conn.execute(query).one()
+    return int(spent), int(restored)
+
+
+def earned_since(
+    conn: Connection, program_id: str, member_id: str, since: datetime
+) -> dict[str, int]:
+    """Points credited per rule since an instant (for daily and monthly caps)."""
+    query = (
+        select(point_lots.c.rule_id, func.sum(point_lots.c.amount))
+        .where(
+            point_lots.c.program_id == program_id,
+            point_lots.c.member_id == member_id,
+            point_lots.c.earned_at >= since,
+            point_lots.c.rule_id.is_not(None),
+        )
+        .group_by(point_lots.c.rule_id)
+    )
+    return {rule: int(total) for rule, total in conn.execute(query).all()}
+
+
+def orders_before(conn: Connection, member_id: str, paid_at: datetime) -> int:
+    query = select(func.count()).where(
+        and_(orders.c.member_id == member_id, orders.c.paid_at < paid_at)
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+# ---------------------------------------------------------------- reservations
+
+
+def get_reservation(conn: Connection, program_id: str, reservation_id: str) -> Row[Any] | None:
+    query = (
+        select(point_reservations)
+        .where(
+            point_reservations.c.program_id == program_id,
+            point_reservations.c.reservation_id == reservation_id,
+        )
+        .with_for_update()
+    )
+    return conn.execute(query).first()
+
+
+def held_reservation_for_order(conn: Connection, program_id: str, order_id: str) -> Row[Any] | None:
+    query = (
+        select(point_reservations)
+        .where(
+            point_reservations.c.program_id == program_id,
+            point_reservations.c.order_id == order_id,
+            point_reservations.c.status == "held",
+        )
+        .with_for_update()
+    )
+    return conn.execute(query).first()
+
+
+def insert_reservation(conn: Connection, row: dict[str, Any]) -> bool:
+    return insert_ignore(conn, point_reservations, row, ["program_id", "reservation_id"]) == 1
+
+
+def set_reservation(
+    conn: Connection, program_id: str, reservation_id: str, values: dict[str, Any]
+) -> None:
+    conn.execute(
+        update(point_reservations)
+        .where(
+            point_reservations.c.program_id == program_id,
+            point_reservations.c.reservation_id == reservation_id,
+        )
+        .values(**values)
+    )
+
+
+def lapsed_reservations(conn: Connection, now: datetime, limit: int) -> Sequence[Row[Any]]:
+    query = (
+        select(point_reservations)
+        .where(point_reservations.c.status == "held", point_reservations.c.expires_at <= now)
+        .order_by(point_reservations.c.expires_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return conn.execute(query).all()
+
+
+# ---------------------------------------------------------------- budgets
+
+
+def add_budget_purchase(conn: Connection, row: dict[str, Any]) -> bool:
+    return insert_ignore(conn, budget_purchases, row, ["program_id", "purchase_id"]) == 1
+
+
+def get_budget_purchase(conn: Connection, program_id: str, purchase_id: str) -> Row[Any] | None:
+    query = select(budget_purchases).where(
+        budget_purchases.c.program_id == program_id,
+        budget_purchases.c.purchase_id == purchase_id,
+    )
+    return conn.execute(query).first()
+
+
+def ensure_budget_slices(conn: Connection, program_id: str, store_id: str, slices: int) -> None:
+    rows = [
+        {"program_id": program_id, "store_id": store_id, "slice": i, "remaining": 0}
+        for i in range(slices)
+    ]
+    insert_ignore(conn, budget_slices, rows, ["program_id", "store_id", "slice"])
+
+
+def fund_slices(conn: Connection, program_id: str, store_id: str, amounts: list[int]) -> None:
+    for index, amount in enumerate(amounts):
+        if amount:
+            conn.execute(
+                update(budget_slices)
+                .where(
+                    budget_slices.c.program_id == program_id,
+                    budget_slices.c.store_id == store_id,
+                    budget_slices.c.slice == index,
+                )
+                .values(remaining=budget_slices.c.remaining + amount)
+            )
+
+
+def take_from_slice(
+    conn: Connection, program_id: str, store_id: str, index: int, amount: int
+) -> bool:
+    """Take ``amount`` from one slice if it holds that much (a single-row conditional update)."""
+    result = conn.execute(
+        update(budget_slices)
+        .where(
+            budget_slices.c.program_id == program_id,
+            budget_slices.c.store_id == store_id,
+            budget_slices.c.slice == index,
+            budget_slices.c.remaining >= amount,
+        )
+        .values(remaining=budget_slices.c.remaining - amount)
+    )
+    return result.rowcount == 1
+
+
+def lock_all_slices(conn: Connection, program_id: str, store_id: str) -> Sequence[Row[Any]]:
+    query = (
+        select(budget_slices)
+        .where(budget_slices.c.program_id == program_id, budget_slices.c.store_id == store_id)
+        .order_by(budget_slices.c.slice)
+        .with_for_update()
+    )
+    return conn.execute(query).all()
+
+
+def budget_remaining(conn: Connection, program_id: str, store_id: str) -> int:
+    query = select(func.coalesce(func.sum(budget_slices.c.remaining), 0)).where(
+        budget_slices.c.program_id == program_id, budget_slices.c.store_id == store_id
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def drawn_from_lot(conn: Connection, lot_id: int, kind: str) -> int:
+    query = select(func.coalesce(func.sum(point_draws.c.amount), 0)).where(
+        point_draws.c.lot_id == lot_id, point_draws.c.kind == kind
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def spendable_or_pending(conn: Connection, lot_ids: Sequence[int]) -> Sequence[Row[Any]]:
+    """These lots, locked, in id order."""
+    query = (
+        select(point_lots)
+        .where(point_lots.c.id.in_(lot_ids))
+        .order_by(point_lots.c.id)
+        .with_for_update()
+    )
+    return conn.execute(query).all()

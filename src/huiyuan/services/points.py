@@ -1,0 +1,412 @@
+"""Points use cases called by the API: reservations, redemptions, adjustments and reading.
+
+Each request names an ``id`` that makes it idempotent: the same id with the same content returns
+the first result; with other content it is a 409. Where a call names no program, the platform's
+program is meant; a store's key may only use its own programs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select
+
+from huiyuan.db import members_repo, points_repo
+from huiyuan.db.audit_repo import record_audit
+from huiyuan.db.tables import point_entries, point_lots, point_txns
+from huiyuan.domain.errors import MemberError, PointsError, conflict, forbidden, not_found
+from huiyuan.domain.points import Award
+from huiyuan.schemas.validation import body_hash
+from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.owners import PLATFORM_PROGRAM
+from huiyuan.services.points_book import ADJUSTMENTS, REDEEMED, PointsBook, Reason
+from huiyuan.services.principals import Principal, Scope
+
+
+def _program(svc: Services, conn: Connection, who: Principal, program_id: str | None) -> str:
+    program = program_id or PLATFORM_PROGRAM
+    owner = svc.directory.owner_of(conn, program)
+    if owner is None:
+        raise not_found(PointsError.PROGRAM_NOT_ENROLLED, f"no program {program!r}")
+    if not who.is_platform and owner != who.owner_id:
+        raise forbidden(
+            PointsError.PROGRAM_NOT_ENROLLED,
+            "a store's key may only use its own programs",
+            field="program_id",
+        )
+    return program
+
+
+def _book(svc: Services, conn: Connection, program: str, member_id: str, actor: str) -> PointsBook:
+    if members_repo.lock_member(conn, member_id) is None:
+        raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
+    if program not in members_repo.enrolled_program_ids(conn, member_id):
+        raise not_found(
+            PointsError.PROGRAM_NOT_ENROLLED, f"member {member_id!r} is not enrolled in {program!r}"
+        )
+    now = svc.now()
+    config = svc.configs.at(conn, program, now)
+    owner = svc.directory.owner_of(conn, program) or PLATFORM_OWNER
+    return PointsBook(svc, conn, config, member_id, now, actor=actor, owner_id=owner)
+
+
+def _balance(book: PointsBook) -> dict[str, int]:
+    return {
+        "available": book.available,
+        "pending": book.pending,
+        "reserved": book.reserved,
+        "spendable": book.spendable,
+        "debt": book.debt,
+    }
+
+
+def _replay_txn(conn: Connection, program: str, key: str, kind: str, amount: int) -> dict[str, Any]:
+    txn = points_repo.find_txn(conn, program, key)
+    assert txn is not None
+    moved = conn.execute(
+        select(func.coalesce(func.sum(point_entries.c.amount), 0)).where(
+            point_entries.c.txn_id == txn.id, point_entries.c.account == "member"
+        )
+    ).scalar_one()
+    if txn.kind != kind or abs(int(moved)) != abs(amount):
+        raise conflict(
+            PointsError.ID_REUSED, "this id was used for a different request", field="id"
+        )
+    return {"transaction_id": txn.id, "replayed": True}
+
+
+# ---------------------------------------------------------------- reservations
+
+
+def reserve(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    request_id: str,
+    amount: int,
+    *,
+    order_id: str | None,
+    program_id: str | None,
+    ttl_seconds: int | None,
+) -> dict[str, Any]:
+    """Hold points for a checkout until captured by ``order.paid``, released, or lapsed."""
+    who.require(Scope.WRITE)
+    digest = body_hash({"amount": amount, "order_id": order_id, "member_id": member_id})
+    with svc.uow() as tx:
+        conn = tx.conn
+        program = _program(svc, conn, who, program_id)
+        book = _book(svc, conn, program, member_id, who.actor)
+        existing = points_repo.get_reservation(conn, program, request_id)
+        if existing is not None:
+            if existing.body_hash != digest:
+                raise conflict(
+                    PointsError.ID_REUSED, "reservation id used for another request", field="id"
+                )
+            return _reservation_view(existing) | {"replayed": True}
+        policy = book.config.document.points
+        units = policy.redemption.min_unit
+        if amount % units:
+            raise conflict(
+                PointsError.BELOW_MINIMUM_UNIT,
+                f"points are used in multiples of {units}",
+                field="amount",
+            )
+        book.hold(amount)
+        now = svc.now()
+        ttl = ttl_seconds or policy.reservation_ttl_seconds
+        row = {
+            "program_id": program,
+            "reservation_id": request_id,
+            "member_id": member_id,
+            "amount": amount,
+            "order_id": order_id,
+            "status": "held",
+            "expires_at": now + timedelta(seconds=ttl),
+            "created_at": now,
+            "txn_id": None,
+            "body_hash": digest,
+        }
+        points_repo.insert_reservation(conn, row)
+        view = _reservation_view(row) | {"replayed": False, "balance": _balance(book)}
+        tx.commit()
+    return view
+
+
+def release_reservation(
+    svc: Services, who: Principal, member_id: str, reservation_id: str, program_id: str | None
+) -> dict[str, Any]:
+    who.require(Scope.WRITE)
+    with svc.uow() as tx:
+        conn = tx.conn
+        program = _program(svc, conn, who, program_id)
+        book = _book(svc, conn, program, member_id, who.actor)
+        row = points_repo.get_reservation(conn, program, reservation_id)
+        if row is None or row.member_id != member_id:
+            raise not_found(PointsError.RESERVATION_NOT_FOUND, f"no reservation {reservation_id!r}")
+        if row.status == "held":
+            book.unhold(int(row.amount))
+            points_repo.set_reservation(conn, program, reservation_id, {"status": "released"})
+        elif row.status == "captured":
+            raise conflict(
+                PointsError.RESERVATION_NOT_HELD,
+                "the reservation was captured; refund the order to return points",
+            )
+        view = _reservation_view(row) | {
+            "status": "released" if row.status == "held" else row.status,
+            "balance": _balance(book),
+        }
+        tx.commit()
+    return view
+
+
+def _reservation_view(row: Any) -> dict[str, Any]:
+    def get(key: str) -> Any:
+        return row[key] if isinstance(row, dict) else getattr(row, key)
+
+    expires = get("expires_at")
+    return {
+        "id": get("reservation_id"),
+        "program_id": get("program_id"),
+        "member_id": get("member_id"),
+        "amount": int(get("amount")),
+        "order_id": get("order_id"),
+        "status": get("status"),
+        "expires_at": expires.isoformat() if expires else None,
+    }
+
+
+# ---------------------------------------------------------------- redemptions and adjustments
+
+
+def redeem(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    request_id: str,
+    amount: int,
+    reason: str,
+    program_id: str | None,
+) -> dict[str, Any]:
+    """Spend points directly (points mall, exchange for a coupon)."""
+    who.require(Scope.WRITE)
+    with svc.uow() as tx:
+        conn = tx.conn
+        program = _program(svc, conn, who, program_id)
+        book = _book(svc, conn, program, member_id, who.actor)
+        key = f"redeem:{request_id}"
+        if points_repo.find_txn(conn, program, key) is not None:
+            return _replay_txn(conn, program, key, "redeem", amount) | {"balance": _balance(book)}
+        txn = book.draw(
+            "redeem",
+            amount,
+            key,
+            Reason(f"积分兑换：{reason}", f"redeemed: {reason}"),
+            counter_account=REDEEMED,
+        )
+        result = {
+            "transaction_id": txn,
+            "replayed": False,
+            "points": amount,
+            "balance": _balance(book),
+        }
+        tx.commit()
+    return result
+
+
+def adjust(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    request_id: str,
+    amount: int,
+    reason: str,
+    program_id: str | None,
+) -> dict[str, Any]:
+    """An operator's or agent's signed correction, audited with its actor and reason."""
+    who.require(Scope.ADMIN)
+    with svc.uow() as tx:
+        conn = tx.conn
+        program = _program(svc, conn, who, program_id)
+        book = _book(svc, conn, program, member_id, who.actor)
+        key = f"adjust:{request_id}"
+        if points_repo.find_txn(conn, program, key) is not None:
+            return _replay_txn(conn, program, key, "adjust" if amount < 0 else "earn", amount) | {
+                "balance": _balance(book)
+            }
+        words = Reason(f"人工调整：{reason}", f"manual adjustment: {reason}")
+        if amount > 0:
+            award = Award(rule_id="manual", points=amount, reason_zh=words.zh, reason_en=words.en)
+            book.credit(award, key, pending=False)
+        else:
+            book.draw("adjust", -amount, key, words, counter_account=ADJUSTMENTS)
+        record_audit(
+            conn,
+            actor=who.actor,
+            action="points.adjusted",
+            subject=f"member:{member_id}",
+            detail={
+                "program_id": program,
+                "amount": amount,
+                "reason": reason,
+                "request_id": request_id,
+            },
+            at=svc.now(),
+        )
+        result = {"replayed": False, "points": amount, "balance": _balance(book)}
+        tx.commit()
+    return result
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _visible_member(conn: Connection, who: Principal, member_id: str) -> None:
+    if members_repo.get_member(conn, member_id) is None or not (
+        who.is_platform or members_repo.is_enrolled_with_owner(conn, member_id, who.owner_id)
+    ):
+        raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
+
+
+def summary(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    program_id: str | None,
+    as_of: datetime | None = None,
+) -> dict[str, Any]:
+    """Available, pending, reserved, debt and what expires in the next 30 days (or, with
+    ``as_of``, the balances at a past instant rebuilt from the entries)."""
+    who.require(Scope.READ)
+    now = svc.now()
+    with svc.engine.connect() as conn:
+        program = _program(svc, conn, who, program_id)
+        _visible_member(conn, who, member_id)
+        config = svc.configs.at(conn, program, now)
+        names = config.document.points.name
+        if as_of is not None:
+            return {
+                "member_id": member_id,
+                "program_id": program,
+                "as_of": as_of.isoformat(),
+                **_balances_at(conn, program, member_id, as_of),
+            }
+        account = points_repo.get_account(conn, program, member_id)
+        soon = now + timedelta(days=30)
+        expiring = conn.execute(
+            select(point_lots.c.expires_at, func.sum(point_lots.c.remaining))
+            .where(
+                point_lots.c.program_id == program,
+                point_lots.c.member_id == member_id,
+                point_lots.c.status == "active",
+                point_lots.c.remaining > 0,
+                point_lots.c.expires_at.is_not(None),
+                point_lots.c.expires_at <= soon,
+            )
+            .group_by(point_lots.c.expires_at)
+            .order_by(point_lots.c.expires_at)
+        ).all()
+    values = {
+        k: int(getattr(account, k)) if account else 0
+        for k in ("available", "pending", "reserved", "debt")
+    }
+    return {
+        "member_id": member_id,
+        "program_id": program,
+        "name": {"zh": names.zh, "en": names.en},
+        "value_fen_per_point": config.document.points.value_fen,
+        **values,
+        "spendable": values["available"] - values["reserved"],
+        "expiring_30d": {
+            "total": sum(int(p) for _, p in expiring),
+            "lots": [{"expires_at": at.isoformat(), "points": int(p)} for at, p in expiring],
+        },
+    }
+
+
+def _balances_at(conn: Connection, program: str, member_id: str, at: datetime) -> dict[str, int]:
+    rows = conn.execute(
+        select(point_entries.c.bucket, func.sum(point_entries.c.amount))
+        .where(
+            point_entries.c.program_id == program,
+            point_entries.c.member_id == member_id,
+            point_entries.c.occurred_at <= at,
+        )
+        .group_by(point_entries.c.bucket)
+    ).all()
+    sums = {bucket: int(total) for bucket, total in rows}
+    return {
+        "available": sums.get("available", 0),
+        "pending": sums.get("pending", 0),
+        "debt": -sums.get("debt", 0),
+    }
+
+
+def entries(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    program_id: str | None,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kind: str | None = None,
+    before_id: int | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """The member's points history, newest first, a page at a time (``before_id`` cursor)."""
+    who.require(Scope.READ)
+    with svc.engine.connect() as conn:
+        program = _program(svc, conn, who, program_id)
+        _visible_member(conn, who, member_id)
+        conditions = [point_txns.c.program_id == program, point_txns.c.member_id == member_id]
+        if since is not None:
+            conditions.append(point_txns.c.occurred_at >= since)
+        if until is not None:
+            conditions.append(point_txns.c.occurred_at < until)
+        if kind is not None:
+            conditions.append(point_txns.c.kind == kind)
+        if before_id is not None:
+            conditions.append(point_txns.c.id < before_id)
+        txns = conn.execute(
+            select(point_txns)
+            .where(and_(*conditions))
+            .order_by(point_txns.c.id.desc())
+            .limit(limit)
+        ).all()
+        moves: dict[int, dict[str, int]] = {}
+        if txns:
+            for txn_id, bucket, amount in conn.execute(
+                select(
+                    point_entries.c.txn_id, point_entries.c.bucket, func.sum(point_entries.c.amount)
+                )
+                .where(
+                    point_entries.c.txn_id.in_([t.id for t in txns]),
+                    point_entries.c.account == "member",
+                )
+                .group_by(point_entries.c.txn_id, point_entries.c.bucket)
+            ).all():
+                moves.setdefault(txn_id, {})[bucket] = int(amount)
+    items = [
+        {
+            "id": t.id,
+            "kind": t.kind,
+            "occurred_at": t.occurred_at.isoformat(),
+            "available": moves.get(t.id, {}).get("available", 0),
+            "pending": moves.get(t.id, {}).get("pending", 0),
+            "debt": -moves.get(t.id, {}).get("debt", 0),
+            "order_id": t.order_id,
+            "rule_id": t.rule_id,
+            "config_version": t.config_version,
+            "reason": {"zh": t.reason_zh, "en": t.reason_en},
+            "actor": t.actor,
+        }
+        for t in txns
+    ]
+    next_cursor = items[-1]["id"] if len(items) == limit else None
+    return {
+        "member_id": member_id,
+        "program_id": program,
+        "entries": items,
+        "next_before_id": next_cursor,
+    }

@@ -1,0 +1,479 @@
+"""One member's points in one program: every movement as a balanced transaction.
+
+A ``PointsBook`` works inside the caller's transaction, on the member's balance row it locked
+when opened. Each movement is a transaction row with a unique idempotency key (a retry finds the
+key and does nothing) and legs that sum to zero: the member's buckets (``available``,
+``pending``, ``debt``) against system accounts (``system:issued:<issuer>``,
+``system:redeemed``, ``system:expired``, ``system:written_off``, ``system:adjustments``), which
+have entries but no balance row, so no event ever waits on a shared row.
+
+Debt is the ``debt`` bucket's negative balance: a clawback the member cannot cover (when the
+program allows debt) and repaid first from points released later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from huiyuan.db import points_repo
+from huiyuan.domain import points as dp
+from huiyuan.domain.errors import PointsError, conflict
+from huiyuan.services.context import Services
+from huiyuan.services.program_configs import ProgramConfig
+
+REDEEMED = "system:redeemed"
+EXPIRED = "system:expired"
+WRITTEN_OFF = "system:written_off"
+ADJUSTMENTS = "system:adjustments"
+
+
+def issued(issuer: str) -> str:
+    return f"system:issued:{issuer}"
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    account: str  # "member" or a system account
+    bucket: str  # available | pending | debt (member legs); "total" for system legs
+    amount: int
+    lot_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    zh: str
+    en: str
+
+
+class PointsBook:
+    def __init__(
+        self,
+        svc: Services,
+        conn: Connection,
+        config: ProgramConfig,
+        member_id: str,
+        at: datetime,
+        *,
+        actor: str,
+        owner_id: str,
+    ) -> None:
+        self.svc = svc
+        self.conn = conn
+        self.config = config
+        self.program_id = config.program_id
+        self.member_id = member_id
+        self.at = at
+        self.actor = actor
+        self.owner_id = owner_id  # the program's owner: issuer of points no store funds
+        row = points_repo.lock_account(conn, self.program_id, member_id, svc.now())
+        self.available = int(row.available)
+        self.pending = int(row.pending)
+        self.reserved = int(row.reserved)
+        self.debt = int(row.debt)
+
+    @property
+    def spendable(self) -> int:
+        return self.available - self.reserved
+
+    # ------------------------------------------------------------ posting
+
+    def post(
+        self,
+        kind: str,
+        idem_key: str,
+        legs: list[Leg],
+        reason: Reason,
+        *,
+        order_id: str | None = None,
+        rule_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> int | None:
+        """Write a balanced transaction; None (and nothing written) if the key was used."""
+        if sum(leg.amount for leg in legs) != 0:
+            raise AssertionError(f"unbalanced {kind}: {legs}")
+        txn_id = self.open_txn(
+            kind, idem_key, reason, order_id=order_id, rule_id=rule_id, occurred_at=occurred_at
+        )
+        if txn_id is not None:
+            self.write_legs(txn_id, legs, occurred_at)
+        return txn_id
+
+    def open_txn(
+        self,
+        kind: str,
+        idem_key: str,
+        reason: Reason,
+        *,
+        order_id: str | None = None,
+        rule_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> int | None:
+        return points_repo.insert_txn(
+            self.conn,
+            {
+                "program_id": self.program_id,
+                "member_id": self.member_id,
+                "kind": kind,
+                "idem_key": idem_key,
+                "order_id": order_id,
+                "rule_id": rule_id,
+                "config_version": self.config.version,
+                "reason_zh": reason.zh[:300],
+                "reason_en": reason.en[:300],
+                "actor": self.actor,
+                "occurred_at": occurred_at or self.at,
+                "created_at": self.svc.now(),
+            },
+        )
+
+    def write_legs(self, txn_id: int, legs: list[Leg], occurred_at: datetime | None) -> None:
+        if sum(leg.amount for leg in legs) != 0:
+            raise AssertionError(f"unbalanced legs: {legs}")
+        at = occurred_at or self.at
+        points_repo.insert_entries(
+            self.conn,
+            [
+                {
+                    "txn_id": txn_id,
+                    "program_id": self.program_id,
+                    "member_id": self.member_id if leg.account == "member" else None,
+                    "account": leg.account,
+                    "bucket": leg.bucket,
+                    "amount": leg.amount,
+                    "lot_id": leg.lot_id,
+                    "occurred_at": at,
+                }
+                for leg in legs
+                if leg.amount != 0
+            ],
+        )
+        delta = {"available": 0, "pending": 0, "debt": 0}
+        for leg in legs:
+            if leg.account == "member":
+                delta[leg.bucket] += leg.amount
+        if any(delta.values()):
+            # The debt column holds what is owed: the negative of the debt bucket.
+            points_repo.move_balances(
+                self.conn,
+                self.program_id,
+                self.member_id,
+                self.svc.now(),
+                available=delta["available"],
+                pending=delta["pending"],
+                debt=-delta["debt"],
+            )
+            self.available += delta["available"]
+            self.pending += delta["pending"]
+            self.debt -= delta["debt"]
+
+    def _hold(self, amount: int) -> None:
+        points_repo.move_balances(
+            self.conn, self.program_id, self.member_id, self.svc.now(), reserved=amount
+        )
+        self.reserved += amount
+
+    # ------------------------------------------------------------ earning
+
+    def credit(
+        self,
+        award: dp.Award,
+        idem_key: str,
+        *,
+        pending: bool,
+        order_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> int | None:
+        """Credit an award as a new lot (pending, or available at once); the lot's id."""
+        at = occurred_at or self.at
+        issuer = award.funded_by or self.owner_id
+        reason = Reason(award.reason_zh, award.reason_en)
+        txn_id = self.open_txn(
+            "earn", idem_key, reason, order_id=order_id, rule_id=award.rule_id, occurred_at=at
+        )
+        if txn_id is None:
+            return None
+        lot_id = points_repo.insert_lot(
+            self.conn,
+            {
+                "program_id": self.program_id,
+                "member_id": self.member_id,
+                "issuer": issuer,
+                "amount": award.points,
+                "remaining": award.points,
+                "clawed": 0,
+                "absorbed": 0,
+                "status": "pending" if pending else "active",
+                "order_id": order_id,
+                "rule_id": award.rule_id,
+                "txn_id": txn_id,
+                "earned_at": at,
+                "released_at": None if pending else at,
+                "expires_at": None if pending else self._expiry(at),
+            },
+        )
+        if pending:
+            legs = [
+                Leg("member", "pending", award.points, lot_id),
+                Leg(issued(issuer), "total", -award.points, lot_id),
+            ]
+            self.write_legs(txn_id, legs, at)
+        else:
+            legs = [
+                Leg(issued(issuer), "total", -award.points, lot_id),
+                *self._into_available(txn_id, lot_id, award.points),
+            ]
+            self.write_legs(txn_id, legs, at)
+        return lot_id
+
+    def _expiry(self, released_at: datetime) -> datetime | None:
+        policy = self.config.document.points.expiry.to_domain()
+        return dp.expires_at(policy, released_at, self.svc.settings.zone)
+
+    def _into_available(self, txn_id: int, lot_id: int, points: int) -> list[Leg]:
+        """Legs putting ``points`` of a lot into available, repaying debt first."""
+        repay = min(self.debt, points)
+        legs = [Leg("member", "available", points - repay, lot_id)]
+        if repay:
+            legs.append(Leg("member", "debt", repay, lot_id))
+            points_repo.take_from_lots(self.conn, [(lot_id, repay)])
+            points_repo.insert_draws(
+                self.conn,
+                [
+                    {
+                        "txn_id": txn_id,
+                        "lot_id": lot_id,
+                        "kind": "debt_repay",
+                        "amount": repay,
+                        "restored": 0,
+                    }
+                ],
+            )
+        return legs
+
+    def release_lot(self, lot: Any, at: datetime) -> bool:
+        """Make a pending lot available, with its expiry counted from now."""
+        if lot.status != "pending" or lot.remaining == 0:
+            return False
+        reason = Reason(
+            f"订单 {lot.order_id} 完成，积分解冻",
+            f"order {lot.order_id} completed: points released",
+        )
+        txn_id = self.open_txn(
+            "release",
+            f"release:{lot.id}",
+            reason,
+            order_id=lot.order_id,
+            rule_id=lot.rule_id,
+            occurred_at=at,
+        )
+        if txn_id is None:
+            return False
+        points_repo.update_lot(
+            self.conn,
+            lot.id,
+            {"status": "active", "released_at": at, "expires_at": self._expiry(at)},
+        )
+        legs = [
+            Leg("member", "pending", -lot.remaining, lot.id),
+            *self._into_available(txn_id, lot.id, lot.remaining),
+        ]
+        self.write_legs(txn_id, legs, at)
+        return True
+
+    # ------------------------------------------------------------ spending
+
+    def draw(
+        self,
+        kind: str,
+        amount: int,
+        idem_key: str,
+        reason: Reason,
+        *,
+        counter_account: str,
+        order_id: str | None = None,
+        allow_reserved: int = 0,
+        occurred_at: datetime | None = None,
+    ) -> int | None:
+        """Spend ``amount`` from the lots, oldest expiry first; 409 if not enough is free.
+
+        ``allow_reserved`` lets a capture use the points its own reservation holds.
+        """
+        free = self.spendable + allow_reserved
+        if amount > free:
+            raise conflict(
+                PointsError.INSUFFICIENT_POINTS,
+                f"{amount} points needed, {max(free, 0)} available",
+                field="amount",
+            )
+        txn_id = self.open_txn(kind, idem_key, reason, order_id=order_id, occurred_at=occurred_at)
+        if txn_id is None:
+            return None
+        plan = self._take_lots(txn_id, kind, amount)
+        legs = [Leg("member", "available", -take, lot) for lot, take in plan]
+        legs.append(Leg(counter_account, "total", amount))
+        self.write_legs(txn_id, legs, occurred_at)
+        return txn_id
+
+    def _take_lots(
+        self, txn_id: int, kind: str, amount: int, first_lot: int | None = None
+    ) -> list[tuple[int, int]]:
+        lots = [
+            dp.LotBalance(r.id, int(r.remaining), r.expires_at)
+            for r in points_repo.spendable_lots(self.conn, self.program_id, self.member_id)
+        ]
+        plan: list[tuple[int, int]] = []
+        if first_lot is not None:
+            own = next((lot for lot in lots if lot.lot_id == first_lot), None)
+            if own is not None and own.remaining:
+                take = min(own.remaining, amount)
+                plan.append((own.lot_id, take))
+                lots = [lot for lot in lots if lot.lot_id != first_lot]
+        plan += dp.plan_draws(lots, amount - sum(t for _, t in plan))
+        points_repo.take_from_lots(self.conn, plan)
+        points_repo.insert_draws(
+            self.conn,
+            [
+                {"txn_id": txn_id, "lot_id": lot, "kind": kind, "amount": take, "restored": 0}
+                for lot, take in plan
+            ],
+        )
+        return plan
+
+    def restore(
+        self,
+        spend_txns: list[int],
+        amount: int,
+        idem_key: str,
+        reason: Reason,
+        *,
+        order_id: str | None = None,
+        occurred_at: datetime | None = None,
+    ) -> int | None:
+        """Give back ``amount`` of earlier spends to the lots they came from.
+
+        A lot that expired meanwhile is handled per ``refund_of_expired``: ``reissue`` credits a
+        new lot living ``days`` days, ``forfeit`` records the points as expired.
+        """
+        if amount <= 0:
+            return None
+        txn_id = self.open_txn(
+            "restore", idem_key, reason, order_id=order_id, occurred_at=occurred_at
+        )
+        if txn_id is None:
+            return None
+        at = occurred_at or self.at
+        policy = self.config.document.points.refund_of_expired
+        legs: list[Leg] = [Leg(REDEEMED, "total", -amount)]
+        left = amount
+        for draw in points_repo.restorable_draws(self.conn, spend_txns):
+            if left == 0:
+                break
+            give = min(draw.amount - draw.restored, left)
+            left -= give
+            points_repo.mark_restored(self.conn, draw.id, give)
+            if draw.lot_status == "active" and (draw.expires_at is None or draw.expires_at > at):
+                points_repo.give_back_to_lot(self.conn, draw.lot_id, give)
+                legs += self._available_with_repay(txn_id, draw.lot_id, give)
+            elif policy.mode == "reissue":
+                lot_id = points_repo.insert_lot(
+                    self.conn,
+                    {
+                        "program_id": self.program_id,
+                        "member_id": self.member_id,
+                        "issuer": draw.issuer,
+                        "amount": give,
+                        "remaining": give,
+                        "clawed": 0,
+                        "absorbed": 0,
+                        "status": "active",
+                        "order_id": order_id,
+                        "rule_id": None,
+                        "txn_id": txn_id,
+                        "earned_at": at,
+                        "released_at": at,
+                        "expires_at": at + timedelta(days=policy.days),
+                    },
+                )
+                legs += self._available_with_repay(txn_id, lot_id, give, fresh=True)
+            else:
+                legs.append(Leg(EXPIRED, "total", give, draw.lot_id))
+        if left:
+            raise AssertionError(f"restore of {amount} exceeds what was spent")
+        self.write_legs(txn_id, legs, occurred_at)
+        return txn_id
+
+    def _available_with_repay(
+        self, txn_id: int, lot_id: int, points: int, fresh: bool = False
+    ) -> list[Leg]:
+        del fresh
+        return self._into_available(txn_id, lot_id, points)
+
+    # ------------------------------------------------------------ refunds of earned points
+
+    def take_back(self, lot: Any, due: int, idem_key: str, reason: Reason, at: datetime) -> int:
+        """Take back ``due`` points of a lot after a refund; returns the points taken back.
+
+        Pending points are cancelled. Released points come from the lot itself, then from the
+        member's other points; a lot whose remainder expired counts that lapse as taken back;
+        what the member cannot cover becomes debt or is written off, per the program.
+        """
+        if due <= 0:
+            return 0
+        txn_id = self.open_txn(
+            "clawback", idem_key, reason, order_id=lot.order_id, rule_id=lot.rule_id, occurred_at=at
+        )
+        if txn_id is None:
+            return 0
+        issuer_account = issued(lot.issuer)
+        legs: list[Leg] = [Leg(issuer_account, "total", due, lot.id)]
+        values: dict[str, Any] = {"clawed": lot.clawed + due}
+        if lot.status == "pending":
+            take = min(due, lot.remaining)
+            legs.append(Leg("member", "pending", -take, lot.id))
+            values["remaining"] = lot.remaining - take
+            if take < due:  # cannot happen: pending lots are only reduced by clawbacks
+                raise AssertionError("pending lot holds less than its clawback")
+            if values["remaining"] == 0:
+                values["status"] = "cancelled"
+        else:
+            left = due
+            lapsed = self._lapsed(lot) - lot.absorbed
+            if lapsed > 0 and lot.status in ("expired", "closed"):
+                absorb = min(lapsed, left)
+                legs.append(Leg(EXPIRED, "total", -absorb, lot.id))
+                values["absorbed"] = lot.absorbed + absorb
+                left -= absorb
+            if left:
+                free = max(self.spendable, 0)
+                plan = self._take_lots(txn_id, "clawback", min(left, free), first_lot=lot.id)
+                legs += [Leg("member", "available", -take, lot_id) for lot_id, take in plan]
+                left -= sum(take for _, take in plan)
+            if left:
+                if self.config.document.points.negative_balance == "debt":
+                    legs.append(Leg("member", "debt", -left, lot.id))
+                else:
+                    legs.append(Leg(WRITTEN_OFF, "total", -left, lot.id))
+        points_repo.update_lot(self.conn, lot.id, values)
+        self.write_legs(txn_id, legs, at)
+        return due
+
+    def _lapsed(self, lot: Any) -> int:
+        return points_repo.drawn_from_lot(self.conn, lot.id, "expire")
+
+    # ------------------------------------------------------------ holds
+
+    def hold(self, amount: int) -> None:
+        if amount > self.spendable:
+            raise conflict(
+                PointsError.INSUFFICIENT_POINTS,
+                f"{amount} points needed, {max(self.spendable, 0)} available",
+                field="amount",
+            )
+        self._hold(amount)
+
+    def unhold(self, amount: int) -> None:
+        self._hold(-amount)

@@ -1,0 +1,338 @@
+"""What events do to points: earning on payment, release on completion, cancellation and
+clawback on refunds, restoring redeemed points, and fixed points for actions.
+
+Called by the event handlers inside the event's transaction, with the member's row locked. An
+order counts in the platform's program and, for a store's order, in the store's program too,
+each by its own rules in force when the order was paid. Every movement's idempotency key derives
+from the order, lot or event, so re-applying an event can never double a movement.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from huiyuan.db import orders_repo, points_repo
+from huiyuan.domain import points as dp
+from huiyuan.domain.errors import PointsError, conflict
+from huiyuan.services import budgets
+from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.owners import PLATFORM_PROGRAM
+from huiyuan.services.points_book import REDEEMED, PointsBook, Reason
+
+Effect = dict[str, Any]
+
+
+def _books(
+    svc: Services,
+    conn: Connection,
+    member_id: str,
+    store_id: str | None,
+    at: datetime,
+    actor: str,
+) -> list[PointsBook]:
+    """The member's points books in the programs an activity of this store counts in."""
+    owners = [PLATFORM_OWNER] if store_id is None else [PLATFORM_OWNER, store_id]
+    books = []
+    for program_id in sorted(svc.directory.programs_of(conn, owners)):
+        config = svc.configs.at(conn, program_id, at)
+        if not config.document.points.enabled:
+            continue
+        owner = svc.directory.owner_of(conn, program_id) or PLATFORM_OWNER
+        books.append(PointsBook(svc, conn, config, member_id, at, actor=actor, owner_id=owner))
+    return books
+
+
+def _history(book: PointsBook, rules: Any, at: datetime) -> dp.History:
+    if not any(r.caps.per_day or r.caps.per_month for r in rules):
+        return dp.History()
+    zone = book.svc.settings.zone
+    local = at.astimezone(zone)
+    day_start = datetime.combine(local.date(), time(0), tzinfo=zone)
+    month_start = day_start.replace(day=1)
+    return dp.History(
+        today=points_repo.earned_since(book.conn, book.program_id, book.member_id, day_start),
+        this_month=points_repo.earned_since(
+            book.conn, book.program_id, book.member_id, month_start
+        ),
+    )
+
+
+def _grant(
+    book: PointsBook,
+    award: dp.Award,
+    idem_key: str,
+    *,
+    pending: bool,
+    order_id: str | None,
+    at: datetime,
+) -> Effect:
+    if award.funded_by and not budgets.take(
+        book.conn, book.program_id, award.funded_by, book.member_id, award.points
+    ):
+        return {
+            "kind": "points.budget_exhausted",
+            "program_id": book.program_id,
+            "rule_id": award.rule_id,
+            "store_id": award.funded_by,
+            "points": award.points,
+        }
+    lot_id = book.credit(award, idem_key, pending=pending, order_id=order_id, occurred_at=at)
+    return {
+        "kind": "points.pending" if pending else "points.earned",
+        "program_id": book.program_id,
+        "rule_id": award.rule_id,
+        "points": award.points,
+        "lot_id": lot_id,
+        "reason": award.reason_zh,
+    }
+
+
+# ---------------------------------------------------------------- orders
+
+
+def on_order_paid(
+    svc: Services, conn: Connection, event: Any, data: Any, actor: str
+) -> list[Effect]:
+    effects = []
+    at = event.occurred_at
+    lines = [dp.Line(i.sku, i.category, i.brand, i.paid_amount, i.virtual) for i in data.items]
+    order_number: int | None = None
+    for book in _books(svc, conn, event.member_id, event.store_id, at, actor):
+        effects += _capture_for_order(
+            book, data.order_id, getattr(data, "points_reservation_id", None), data.amount
+        )
+        rules = book.config.order_rules
+        if not rules:
+            continue
+        if order_number is None and any(r.conditions.first_n_orders for r in rules):
+            order_number = points_repo.orders_before(conn, event.member_id, at) + 1
+        view = dp.OrderView(
+            data.order_id,
+            event.store_id,
+            data.channel.value if data.channel else None,
+            at,
+            data.amount,
+            lines,
+            order_number or 1,
+        )
+        awards = dp.order_awards(
+            rules, book.config.multipliers, view, tier=None, history=_history(book, rules, at)
+        )
+        for award in awards:
+            key = f"earn:{data.order_id}:{award.rule_id}"
+            effects.append(_grant(book, award, key, pending=True, order_id=data.order_id, at=at))
+    return effects
+
+
+def _capture_for_order(
+    book: PointsBook, order_id: str, reservation_id: str | None, order_amount: int
+) -> list[Effect]:
+    conn = book.conn
+    if reservation_id is not None and book.program_id != PLATFORM_PROGRAM:
+        return []  # a named reservation belongs to the platform's points
+    row = (
+        points_repo.get_reservation(conn, book.program_id, reservation_id)
+        if reservation_id is not None
+        else points_repo.held_reservation_for_order(conn, book.program_id, order_id)
+    )
+    if row is None:
+        if reservation_id is not None:
+            raise conflict(
+                PointsError.RESERVATION_NOT_FOUND,
+                f"no points reservation {reservation_id!r}",
+                field="data.points_reservation_id",
+            )
+        return []
+    if row.member_id != book.member_id:
+        raise conflict(
+            PointsError.RESERVATION_NOT_HELD,
+            "the reservation is another member's",
+            field="data.points_reservation_id",
+        )
+    if row.status == "captured":
+        return [{"kind": "points.already_captured", "reservation_id": row.reservation_id}]
+    held = int(row.amount) if row.status == "held" else 0
+    reason = Reason(f"订单 {order_id} 积分抵扣", f"order {order_id}: points deduction")
+    txn_id = book.draw(
+        "capture",
+        int(row.amount),
+        f"capture:{row.reservation_id}",
+        reason,
+        counter_account=REDEEMED,
+        order_id=order_id,
+        allow_reserved=held,
+    )
+    if held:
+        book.unhold(held)
+    points_repo.set_reservation(
+        conn,
+        book.program_id,
+        row.reservation_id,
+        {"status": "captured", "order_id": order_id, "txn_id": txn_id},
+    )
+    return [
+        {
+            "kind": "points.captured",
+            "program_id": book.program_id,
+            "reservation_id": row.reservation_id,
+            "points": int(row.amount),
+        }
+    ]
+
+
+def on_order_completed(
+    svc: Services, conn: Connection, event: Any, order: Row[Any], actor: str
+) -> list[Effect]:
+    effects: list[Effect] = []
+    at = event.occurred_at
+    for book in _books(svc, conn, order.member_id, order.store_id, at, actor):
+        pending = book.config.document.points.pending
+        for lot in points_repo.order_lots(conn, book.program_id, order.order_id):
+            if lot.status != "pending":
+                continue
+            if pending.release == "after_return_window" and pending.return_window_days:
+                due = at + timedelta(days=pending.return_window_days)
+                points_repo.update_lot(conn, lot.id, {"release_due_at": due})
+                effects.append(
+                    {
+                        "kind": "points.release_scheduled",
+                        "lot_id": lot.id,
+                        "release_at": due.isoformat(),
+                    }
+                )
+            elif book.release_lot(lot, at):
+                effects.append(
+                    {
+                        "kind": "points.released",
+                        "program_id": book.program_id,
+                        "lot_id": lot.id,
+                        "points": int(lot.remaining),
+                    }
+                )
+    return effects
+
+
+def on_order_refunded(
+    svc: Services,
+    conn: Connection,
+    event: Any,
+    order: Row[Any],
+    refunded_total: int,
+    refund_id: str,
+    actor: str,
+) -> list[Effect]:
+    """Take back earned points and give back redeemed ones, in proportion to the refunds."""
+    effects: list[Effect] = []
+    at = event.occurred_at
+    for book in _books(svc, conn, order.member_id, order.store_id, at, actor):
+        for lot in points_repo.order_lots(conn, book.program_id, order.order_id):
+            if lot.status == "cancelled":
+                continue
+            due = dp.clawback_due(
+                int(lot.amount), int(lot.clawed), refunded_total, int(order.amount)
+            )
+            if due <= 0:
+                continue
+            reason = Reason(
+                f"订单 {order.order_id} 退款 {refund_id}，扣回积分",
+                f"order {order.order_id} refund {refund_id}: points taken back",
+            )
+            was_pending = lot.status == "pending"
+            taken = book.take_back(lot, due, f"clawback:{lot.id}:{refund_id}", reason, at)
+            if taken and lot.issuer != book.owner_id:
+                budgets.give_back(conn, book.program_id, lot.issuer, book.member_id, taken)
+            if taken:
+                effects.append(
+                    {
+                        "kind": "points.cancelled" if was_pending else "points.clawed_back",
+                        "program_id": book.program_id,
+                        "lot_id": lot.id,
+                        "points": taken,
+                        "debt": book.debt,
+                    }
+                )
+        effects += _restore_redeemed(book, order, refunded_total, refund_id, at)
+    return effects
+
+
+def _restore_redeemed(
+    book: PointsBook, order: Row[Any], refunded_total: int, refund_id: str, at: datetime
+) -> list[Effect]:
+    spent, restored = points_repo.redeemed_for_order(book.conn, book.program_id, order.order_id)
+    due = dp.clawback_due(spent, restored, refunded_total, int(order.amount))
+    if due <= 0:
+        return []
+    txns = points_repo.txns_of_order(book.conn, book.program_id, order.order_id, "capture")
+    reason = Reason(
+        f"订单 {order.order_id} 退款，退还抵扣积分",
+        f"order {order.order_id} refunded: deducted points returned",
+    )
+    book.restore(
+        txns,
+        due,
+        f"restore:{order.order_id}:{refund_id}",
+        reason,
+        order_id=order.order_id,
+        occurred_at=at,
+    )
+    return [{"kind": "points.restored", "program_id": book.program_id, "points": due}]
+
+
+def on_order_cancelled(
+    svc: Services, conn: Connection, event: Any, order: Row[Any], actor: str
+) -> list[Effect]:
+    """A cancelled order earns nothing and gives back what it redeemed or held."""
+    effects = on_order_refunded(svc, conn, event, order, int(order.amount), "cancel", actor)
+    for book in _books(svc, conn, order.member_id, order.store_id, event.occurred_at, actor):
+        row = points_repo.held_reservation_for_order(conn, book.program_id, order.order_id)
+        if row is not None:
+            book.unhold(int(row.amount))
+            points_repo.set_reservation(
+                conn, book.program_id, row.reservation_id, {"status": "released"}
+            )
+            effects.append(
+                {"kind": "points.reservation_released", "reservation_id": row.reservation_id}
+            )
+    return effects
+
+
+# ---------------------------------------------------------------- actions
+
+
+def on_action(
+    svc: Services,
+    conn: Connection,
+    event: Any,
+    trigger: dp.Trigger,
+    actor: str,
+    channel: str | None = None,
+) -> list[Effect]:
+    """Fixed points for an action (registration, sign-in, review, share, recharge)."""
+    effects = []
+    at = event.occurred_at
+    for book in _books(svc, conn, event.member_id, event.store_id, at, actor):
+        rules = book.config.fixed_rules
+        if not rules:
+            continue
+        awards = dp.action_awards(
+            rules,
+            trigger,
+            at=at,
+            store=event.store_id,
+            channel=channel,
+            tier=None,
+            history=_history(book, rules, at),
+        )
+        for award in awards:
+            key = f"action:{event.id}:{award.rule_id}"
+            effects.append(_grant(book, award, key, pending=False, order_id=None, at=at))
+    return effects
+
+
+def order_row(conn: Connection, order_id: str) -> Row[Any]:
+    row = orders_repo.lock_order(conn, order_id)
+    assert row is not None
+    return row

@@ -1,0 +1,419 @@
+"""Points jobs: expiry, delayed release, expiry reminders, lapsed reservations, reconciliation
+and the liability report.
+
+Expiry is set-based and resumable: it works through expired lots a chunk at a time, each chunk
+one transaction that closes the lots, writes one balanced transaction per lot (idempotency key
+``expire:<lot>``) and moves each member's balance once. A crash loses at most the chunk in
+progress, which the next run picks up; running it twice changes nothing the second time.
+Lots of members holding a reservation wait for the next run, so a hold is never left uncovered.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from huiyuan.db import points_repo
+from huiyuan.db.audit_repo import enqueue
+from huiyuan.db.tables import (
+    point_accounts,
+    point_draws,
+    point_entries,
+    point_lots,
+    point_reservations,
+    point_txns,
+)
+from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.points_book import EXPIRED, PointsBook
+
+Progress = Callable[[int], None]
+
+_INSERT_TXNS = point_txns.insert().returning(point_txns.c.id, point_txns.c.idem_key)
+
+
+def expire_lots(
+    svc: Services,
+    now: datetime | None = None,
+    chunk: int = 5000,
+    progress: Progress | None = None,
+) -> int:
+    """Close what is left of every lot whose expiry has passed; returns lots expired."""
+    now = now or svc.now()
+    total = 0
+    while True:
+        done = _expire_chunk(svc, now, chunk)
+        total += done
+        if progress is not None:
+            progress(done)
+        if done < chunk:
+            break
+    with svc.uow() as tx:  # spent-out lots past expiry are simply closed
+        tx.conn.execute(
+            update(point_lots)
+            .where(
+                point_lots.c.status == "active",
+                point_lots.c.remaining == 0,
+                point_lots.c.expires_at <= now,
+            )
+            .values(status="closed")
+        )
+        tx.commit()
+    return total
+
+
+def _expire_chunk(svc: Services, now: datetime, chunk: int) -> int:
+    with svc.uow() as tx:
+        conn = tx.conn
+        held = select(point_accounts.c.member_id).where(
+            point_accounts.c.program_id == point_lots.c.program_id,
+            point_accounts.c.member_id == point_lots.c.member_id,
+            point_accounts.c.reserved > 0,
+        )
+        lots = conn.execute(
+            select(
+                point_lots.c.id,
+                point_lots.c.program_id,
+                point_lots.c.member_id,
+                point_lots.c.remaining,
+                point_lots.c.expires_at,
+            )
+            .where(
+                point_lots.c.status == "active",
+                point_lots.c.remaining > 0,
+                point_lots.c.expires_at <= now,
+                ~held.exists(),
+            )
+            .order_by(point_lots.c.id)
+            .limit(chunk)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not lots:
+            return 0
+        created = svc.now()
+        txn_ids = {
+            key: txn_id
+            for txn_id, key in conn.execute(
+                _INSERT_TXNS,
+                [
+                    {
+                        "program_id": lot.program_id,
+                        "member_id": lot.member_id,
+                        "kind": "expire",
+                        "idem_key": f"expire:{lot.id}",
+                        "order_id": None,
+                        "rule_id": None,
+                        "config_version": None,
+                        "reason_zh": "积分过期",
+                        "reason_en": "points expired",
+                        "actor": "system:expiry",
+                        "occurred_at": lot.expires_at,
+                        "created_at": created,
+                    }
+                    for lot in lots
+                ],
+            ).all()
+        }
+        entries, draws = [], []
+        per_member: dict[tuple[str, str], int] = defaultdict(int)
+        for lot in lots:
+            txn_id = txn_ids[f"expire:{lot.id}"]
+            common = {
+                "txn_id": txn_id,
+                "program_id": lot.program_id,
+                "bucket": "available",
+                "lot_id": lot.id,
+                "occurred_at": lot.expires_at,
+            }
+            entries.append(
+                {
+                    **common,
+                    "member_id": lot.member_id,
+                    "account": "member",
+                    "amount": -lot.remaining,
+                }
+            )
+            entries.append(
+                {
+                    **common,
+                    "member_id": None,
+                    "account": EXPIRED,
+                    "bucket": "total",
+                    "amount": lot.remaining,
+                }
+            )
+            draws.append(
+                {
+                    "txn_id": txn_id,
+                    "lot_id": lot.id,
+                    "kind": "expire",
+                    "amount": lot.remaining,
+                    "restored": 0,
+                }
+            )
+            per_member[(lot.program_id, lot.member_id)] += int(lot.remaining)
+        points_repo.insert_entries(conn, entries)
+        points_repo.insert_draws(conn, draws)
+        conn.execute(
+            update(point_lots)
+            .where(point_lots.c.id.in_([lot.id for lot in lots]))
+            .values(status="expired", remaining=0)
+        )
+        for (program_id, member_id), points in sorted(per_member.items()):
+            points_repo.move_balances(conn, program_id, member_id, created, available=-points)
+        tx.commit()
+        return len(lots)
+
+
+def release_due_lots(svc: Services, now: datetime | None = None, limit: int = 1000) -> int:
+    """Release pending lots whose return window has passed."""
+    now = now or svc.now()
+    with svc.uow() as tx:
+        conn = tx.conn
+        due = conn.execute(
+            select(point_lots.c.program_id, point_lots.c.member_id, point_lots.c.id)
+            .where(point_lots.c.status == "pending", point_lots.c.release_due_at <= now)
+            .order_by(point_lots.c.program_id, point_lots.c.member_id, point_lots.c.id)
+            .limit(limit)
+        ).all()
+        released = 0
+        for (program_id, member_id), group in _grouped(due):
+            book = _system_book(svc, conn, program_id, member_id, now)
+            for lot in points_repo.spendable_or_pending(conn, [row.id for row in group]):
+                released += book.release_lot(lot, lot.release_due_at)
+        tx.commit()
+    return released
+
+
+def _grouped(rows: Any) -> list[tuple[tuple[str, str], list[Any]]]:
+    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for row in rows:
+        groups[(row.program_id, row.member_id)].append(row)
+    return sorted(groups.items())
+
+
+def _system_book(
+    svc: Services, conn: Any, program_id: str, member_id: str, now: datetime
+) -> PointsBook:
+    config = svc.configs.at(conn, program_id, now)
+    owner = svc.directory.owner_of(conn, program_id) or PLATFORM_OWNER
+    return PointsBook(svc, conn, config, member_id, now, actor="system:jobs", owner_id=owner)
+
+
+def sweep_reservations(svc: Services, now: datetime | None = None, limit: int = 1000) -> int:
+    """Release holds whose time ran out before an order captured them."""
+    now = now or svc.now()
+    with svc.uow() as tx:
+        conn = tx.conn
+        rows = points_repo.lapsed_reservations(conn, now, limit)
+        for row in sorted(rows, key=lambda r: (r.program_id, r.member_id)):
+            book = _system_book(svc, conn, row.program_id, row.member_id, now)
+            book.unhold(int(row.amount))
+            points_repo.set_reservation(
+                conn, row.program_id, row.reservation_id, {"status": "expired"}
+            )
+        tx.commit()
+    return len(rows)
+
+
+def remind_expiring(svc: Services, now: datetime | None = None, lead_days: int = 30) -> int:
+    """Queue one "points expiring soon" message per member for lots expiring within the lead
+    time and not reminded yet; returns messages queued."""
+    now = now or svc.now()
+    horizon = now + timedelta(days=lead_days)
+    with svc.uow() as tx:
+        conn = tx.conn
+        rows = conn.execute(
+            select(
+                point_lots.c.program_id,
+                point_lots.c.member_id,
+                func.sum(point_lots.c.remaining),
+                func.min(point_lots.c.expires_at),
+            )
+            .where(
+                point_lots.c.status == "active",
+                point_lots.c.remaining > 0,
+                point_lots.c.reminded_at.is_(None),
+                point_lots.c.expires_at > now,
+                point_lots.c.expires_at <= horizon,
+            )
+            .group_by(point_lots.c.program_id, point_lots.c.member_id)
+        ).all()
+        enqueue(
+            conn,
+            [
+                {
+                    "topic": "points.expiring_soon",
+                    "key": member_id,
+                    "payload": {
+                        "program_id": program_id,
+                        "member_id": member_id,
+                        "points": int(points),
+                        "first_expires_at": first.isoformat(),
+                    },
+                    "created_at": now,
+                }
+                for program_id, member_id, points, first in rows
+            ],
+        )
+        conn.execute(
+            update(point_lots)
+            .where(
+                point_lots.c.status == "active",
+                point_lots.c.remaining > 0,
+                point_lots.c.reminded_at.is_(None),
+                point_lots.c.expires_at > now,
+                point_lots.c.expires_at <= horizon,
+            )
+            .values(reminded_at=now)
+        )
+        tx.commit()
+    return len(rows)
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+@dataclass
+class Drift:
+    kind: str
+    subject: str
+    expected: int
+    found: int
+
+
+@dataclass
+class Reconciliation:
+    accounts: int = 0
+    transactions: int = 0
+    drifts: list[Drift] = field(default_factory=list)
+
+
+def reconcile(svc: Services) -> Reconciliation:
+    """Rebuild every balance from the entries and lots and report any difference."""
+    report = Reconciliation()
+    with svc.engine.connect() as conn:
+        sums: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        for program, member, bucket, total in conn.execute(
+            select(
+                point_entries.c.program_id,
+                point_entries.c.member_id,
+                point_entries.c.bucket,
+                func.sum(point_entries.c.amount),
+            )
+            .where(point_entries.c.account == "member")
+            .group_by(point_entries.c.program_id, point_entries.c.member_id, point_entries.c.bucket)
+        ):
+            sums[(program, member)][bucket] = int(total)
+        lots: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        for program, member, status, total in conn.execute(
+            select(
+                point_lots.c.program_id,
+                point_lots.c.member_id,
+                point_lots.c.status,
+                func.sum(point_lots.c.remaining),
+            ).group_by(point_lots.c.program_id, point_lots.c.member_id, point_lots.c.status)
+        ):
+            lots[(program, member)][status] = int(total)
+        held: dict[tuple[str, str], int] = defaultdict(int)
+        for program, member, total in conn.execute(
+            select(
+                point_reservations.c.program_id,
+                point_reservations.c.member_id,
+                func.sum(point_reservations.c.amount),
+            )
+            .where(point_reservations.c.status == "held")
+            .group_by(point_reservations.c.program_id, point_reservations.c.member_id)
+        ):
+            held[(program, member)] = int(total)
+        for account in conn.execute(select(point_accounts)):
+            report.accounts += 1
+            key = (account.program_id, account.member_id)
+            subject = f"{account.program_id}/{account.member_id}"
+            entry = sums.get(key, {})
+            lot = lots.get(key, {})
+            checks = [
+                ("available_vs_entries", entry.get("available", 0), account.available),
+                ("pending_vs_entries", entry.get("pending", 0), account.pending),
+                ("debt_vs_entries", -entry.get("debt", 0), account.debt),
+                ("available_vs_lots", lot.get("active", 0), account.available),
+                ("pending_vs_lots", lot.get("pending", 0), account.pending),
+                ("reserved_vs_holds", held.get(key, 0), account.reserved),
+            ]
+            report.drifts += [
+                Drift(kind, subject, expected, int(found))
+                for kind, expected, found in checks
+                if expected != found
+            ]
+        for txn_id, total in conn.execute(
+            select(point_entries.c.txn_id, func.sum(point_entries.c.amount))
+            .group_by(point_entries.c.txn_id)
+            .having(func.sum(point_entries.c.amount) != 0)
+        ):
+            report.drifts.append(Drift("unbalanced_transaction", f"txn {txn_id}", 0, int(total)))
+        for lot_id, amount, given in conn.execute(
+            select(
+                point_lots.c.id,
+                point_lots.c.amount,
+                func.sum(point_draws.c.amount - point_draws.c.restored),
+            )
+            .join(point_draws, point_draws.c.lot_id == point_lots.c.id)
+            .group_by(point_lots.c.id, point_lots.c.amount)
+            .having(func.sum(point_draws.c.amount - point_draws.c.restored) > point_lots.c.amount)
+        ):
+            report.drifts.append(Drift("lot_overdrawn", f"lot {lot_id}", int(amount), int(given)))
+        report.transactions = int(
+            conn.execute(select(func.count()).select_from(point_txns)).scalar_one()
+        )
+    return report
+
+
+def liability(svc: Services) -> list[dict[str, Any]]:
+    """Per program and issuer: outstanding, pending, redeemed and expired, in points and fen."""
+    now = svc.now()
+    rows: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: {"outstanding": 0, "pending": 0, "redeemed": 0, "expired": 0}
+    )
+    with svc.engine.connect() as conn:
+        for program, issuer, status, total in conn.execute(
+            select(
+                point_lots.c.program_id,
+                point_lots.c.issuer,
+                point_lots.c.status,
+                func.sum(point_lots.c.remaining),
+            )
+            .where(point_lots.c.status.in_(("active", "pending")))
+            .group_by(point_lots.c.program_id, point_lots.c.issuer, point_lots.c.status)
+        ):
+            bucket = "outstanding" if status == "active" else "pending"
+            rows[(program, issuer)][bucket] += int(total)
+        for program, issuer, kind, total in conn.execute(
+            select(
+                point_lots.c.program_id,
+                point_lots.c.issuer,
+                point_draws.c.kind,
+                func.sum(point_draws.c.amount - point_draws.c.restored),
+            )
+            .join(point_lots, point_lots.c.id == point_draws.c.lot_id)
+            .where(point_draws.c.kind.in_(("redeem", "capture", "expire")))
+            .group_by(point_lots.c.program_id, point_lots.c.issuer, point_draws.c.kind)
+        ):
+            bucket = "expired" if kind == "expire" else "redeemed"
+            rows[(program, issuer)][bucket] += int(total)
+        values = {
+            program: svc.configs.at(conn, program, now).document.points.value_fen
+            for program, _ in rows
+        }
+    return [
+        {
+            "program_id": program,
+            "issuer": issuer,
+            **figures,
+            **{f"{k}_fen": v * values[program] for k, v in figures.items()},
+        }
+        for (program, issuer), figures in sorted(rows.items())
+    ]

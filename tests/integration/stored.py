@@ -1,0 +1,38 @@
+"""Reading what the database holds, to prove what an event wrote — or that it wrote nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from huiyuan.db import tables
+from huiyuan.services.context import Services
+
+
+def row_counts(svc: Services) -> dict[str, int]:
+    """Rows in every table of the schema."""
+    with svc.engine.connect() as conn:
+        return {
+            table.name: conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for table in tables.metadata.sorted_tables
+        }
+
+
+def rows(svc: Services, table: sa.Table, **where: Any) -> list[sa.RowMapping]:
+    query = sa.select(table)
+    for column, value in where.items():
+        query = query.where(table.c[column] == value)
+    primary = list(table.primary_key.columns)
+    with svc.engine.connect() as conn:
+        return list(conn.execute(query.order_by(*primary)).mappings())
+
+
+def one(svc: Services, table: sa.Table, **where: Any) -> sa.RowMapping:
+    found = rows(svc, table, **where)
+    assert len(found) == 1, f"expected one {table.name} row for {where}, found {len(found)}"
+    return found[0]
+
+
+def inbox(svc: Services, event_id: str, sender: str = "platform") -> sa.RowMapping:
+    return one(svc, tables.events, sender=sender, event_id=event_id)

@@ -1,0 +1,104 @@
+"""Migrations are reversible and build exactly the schema the code declares, on both databases.
+
+Each database here is fresh and private to the test (a new SQLite file, a new PostgreSQL
+database created and dropped around it), never the shared test database.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from huiyuan.db import migrate
+from huiyuan.db.engine import make_engine
+from huiyuan.db.tables import metadata
+
+from ..conftest import DATABASES, PG_ADMIN_URL
+
+
+@pytest.fixture(params=[d for d in ("sqlite", "postgresql") if d in DATABASES])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrations.db'}"
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"huiyuan_migrations_{worker}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def revisions(url: str) -> list[str]:
+    """Every revision, oldest first."""
+    script = ScriptDirectory.from_config(migrate.alembic_config(url))
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def table_names(url: str) -> set[str]:
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def schema_drift(url: str) -> list[object]:
+    """What alembic's autogenerate would change to make the database match the metadata."""
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            return compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade_leaves_the_schema_the_code_declares(fresh_url):
+    # given an empty database
+    head = revisions(fresh_url)[-1]
+    assert migrate.current(fresh_url) is None
+    # when it is upgraded to the head
+    migrate.upgrade(fresh_url)
+    # then it is at the head with every table of the metadata, and nothing differs
+    assert migrate.current(fresh_url) == head
+    assert table_names(fresh_url) == set(metadata.tables) | {"alembic_version"}
+    assert schema_drift(fresh_url) == []
+    # when it is downgraded to the base
+    migrate.downgrade(fresh_url)
+    # then no table of ours is left
+    assert migrate.current(fresh_url) is None
+    assert table_names(fresh_url) == {"alembic_version"}
+    # when it is upgraded again
+    migrate.upgrade(fresh_url)
+    # then the schema is whole again and still matches the metadata
+    assert migrate.current(fresh_url) == head
+    assert schema_drift(fresh_url) == []
+
+
+def test_every_migration_steps_down_and_up_again(fresh_url):
+    # given the database at each revision in turn
+    chain = revisions(fresh_url)
+    for revision in chain:
+        migrate.upgrade(fresh_url, revision)
+        tables_here = table_names(fresh_url)
+        # when that one migration is undone and redone
+        migrate.downgrade(fresh_url, "-1")
+        below = migrate.current(fresh_url)
+        migrate.upgrade(fresh_url, revision)
+        # then it went one step down and came back to the same tables
+        assert below == (chain[chain.index(revision) - 1] if revision != chain[0] else None)
+        assert migrate.current(fresh_url) == revision
+        assert table_names(fresh_url) == tables_here
+    assert schema_drift(fresh_url) == []
