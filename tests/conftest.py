@@ -38,6 +38,21 @@ if os.environ.get("CI") and "postgresql" not in DATABASES:
     raise pytest.UsageError("CI runs every test on PostgreSQL too; do not narrow the databases")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a SQLite-only run (never in CI) the PostgreSQL-only tests are deselected, and said so."""
+    if "postgresql" in DATABASES:
+        return
+    kept = [item for item in items if item.get_closest_marker("postgres_only") is None]
+    dropped = [item for item in items if item.get_closest_marker("postgres_only") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        print(  # noqa: T201 - a deselection must be visible
+            f"\nHUIYUAN_TEST_DATABASES={','.join(DATABASES)}: "
+            f"{len(dropped)} PostgreSQL-only tests deselected"
+        )
+
+
 class Clock:
     """A clock tests can move. Starts at 2026-03-01 10:00 Shanghai time."""
 

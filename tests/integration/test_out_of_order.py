@@ -123,13 +123,16 @@ def test_a_deferred_refund_that_turns_out_too_large_is_rejected_with_a_problem(a
     assert status_of(api, "ref-ok")["status"] == "applied"
     assert [r["refund_id"] for r in rows(api.svc, tables.refunds)] == ["r-ok"]
     assert one(api.svc, tables.orders, order_id="o1")["refunded_amount"] == 5000
-    # and resending the rejected refund replays its rejection
+    # and resending the refund replays the first response (the deferral), while its status
+    # tells what became of it
     again = api.post(
         "/v1/events", refunded("ref-big", "o1", "r-big", 50000, occurred_at=FEB.format(2))
     )
-    assert again.status_code == 409
+    assert again.status_code == 202
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert again.json()["code"] == "refund_exceeds_order"
+    assert again.json()["status"] == "deferred"
+    assert status_of(api, "ref-big")["result"]["code"] == "refund_exceeds_order"
+    assert status_of(api, "ref-big")["first_response"]["status"] == 202
 
 
 def test_a_deferred_event_of_another_member_is_rejected_when_the_order_arrives(api):
@@ -237,9 +240,10 @@ def test_a_deferred_event_whose_cause_never_comes_is_rejected_after_the_ttl(make
     assert expired == 1
     stored = inbox(svc, "ref-1")
     assert (stored["status"], stored["waiting_on"]) == ("rejected", None)
-    assert stored["response_status"] == 409
-    assert stored["response_body"]["code"] == "cause_never_arrived"
-    assert "order.paid of order o1" in stored["response_body"]["detail"]
+    assert stored["response_status"] == 202  # the first response stays what it was
+    assert stored["result"]["code"] == "cause_never_arrived"
+    assert stored["result"]["status"] == 409
+    assert "order.paid of order o1" in stored["result"]["detail"]
     # and a payment arriving afterwards does not bring it back
     assert ingest(svc, paid("pay-1", "o1")).status == 200
     assert inbox(svc, "ref-1")["status"] == "rejected"

@@ -225,8 +225,8 @@ def test_a_read_only_key_cannot_send_events(stores):
         # then it is forbidden for lack of the write scope
         assert single.status_code == 403
         assert single.json()["code"] == "scope_missing"
-        assert batch.json()["results"][0]["status"] == 403
-        assert batch.json()["results"][0]["result"]["code"] == "scope_missing"
+        assert batch.status_code == 403
+        assert batch.json()["code"] == "scope_missing"
     assert row_counts(stores.svc) == before
 
 
@@ -293,3 +293,35 @@ def test_a_phone_search_needs_a_phone(stores, params, field):
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["field"] == field
+
+
+def test_a_store_cannot_overwrite_a_platform_members_profile(stores):
+    # given a member the platform registered with a phone
+    stores.post(
+        "/v1/events",
+        {
+            "id": "reg-p",
+            "type": "member.registered",
+            "occurred_at": "2026-02-01T10:00:00+08:00",
+            "member_id": "shared",
+            "data": {"phone": "13800000001", "name": "王芳"},
+        },
+    )
+    key = stores.new_key("store-a", "read,write")
+    # when store-a sends a profile update about them
+    response = stores.post(
+        "/v1/events",
+        {
+            "id": "upd-a",
+            "type": "member.updated",
+            "occurred_at": "2026-02-02T10:00:00+08:00",
+            "member_id": "shared",
+            "data": {"phone": "13900000009", "name": "冒名"},
+        },
+        key=key,
+    )
+    # then the event applies (the member joins store-a's program) but the profile is unchanged
+    assert response.status_code == 200, response.json()
+    assert {"kind": "profile.not_owned"} in response.json()["effects"]
+    profile = stores.get("/v1/members/shared").json()["profile"]
+    assert (profile["phone"], profile["name"]) == ("13800000001", "王芳")

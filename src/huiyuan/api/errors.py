@@ -48,6 +48,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        errors = list(error.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem_response(problem(400, "malformed_json", "body is not valid JSON"))
         return problem_response(validation_problem(problems_from_errors(list(error.errors()))))
 
     @app.exception_handler(Exception)

@@ -13,6 +13,7 @@ from huiyuan.api.deps import PrincipalDep, ServicesDep
 from huiyuan.api.errors import problem_response
 from huiyuan.schemas.problems import problem
 from huiyuan.services import events as event_service
+from huiyuan.services.principals import Scope
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -55,6 +56,7 @@ async def post_event(request: Request, svc: ServicesDep, who: PrincipalDep) -> J
 
 @router.post("/events:batch", summary="Send up to 1,000 events; each gets its own result")
 async def post_events_batch(request: Request, svc: ServicesDep, who: PrincipalDep) -> JSONResponse:
+    who.require(Scope.WRITE)
     body = await _json_body(request)
     if isinstance(body, _BadJson):
         return body.response()

@@ -79,7 +79,10 @@ def migrate(
     """Upgrade (or with --down, downgrade) the database schema."""
     url = Settings().resolved_database_url
     if down:
-        migrations.downgrade(url, "base" if revision == "head" else revision)
+        if revision == "head":
+            err.print("name the revision to go down to ('base' drops every table and its data)")
+            raise typer.Exit(code=2)
+        migrations.downgrade(url, revision)
     else:
         migrations.upgrade(url, revision)
     out.print(f"database at revision {migrations.current(url) or 'base'}")

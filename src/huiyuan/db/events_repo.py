@@ -47,6 +47,42 @@ def get_event(conn: Connection, sender: str, event_id: str) -> Row[Any] | None:
     return conn.execute(_GET, {"p_sender": sender, "p_event_id": event_id}).first()
 
 
+_SETTLE = (
+    update(events)
+    .where(events.c.sender == bindparam("p_sender"), events.c.event_id == bindparam("p_event_id"))
+    .values(
+        status=bindparam("status"),
+        waiting_on=bindparam("waiting_on"),
+        result=bindparam("result"),
+        applied_at=bindparam("applied_at"),
+    )
+)
+
+
+def settle_event(
+    conn: Connection,
+    sender: str,
+    event_id: str,
+    status: str,
+    result: dict[str, Any],
+    applied_at: Any = None,
+    waiting_on: str | None = None,
+) -> None:
+    """Record what became of a deferred event. Its first response stays as it was, so a replay
+    of the same id keeps answering what the first call answered."""
+    conn.execute(
+        _SETTLE,
+        {
+            "status": status,
+            "waiting_on": waiting_on,
+            "result": result,
+            "applied_at": applied_at,
+            "p_sender": sender,
+            "p_event_id": event_id,
+        },
+    )
+
+
 def finish_event(conn: Connection, sender: str, event_id: str, values: dict[str, Any]) -> None:
     """Record the event's status and response (every one of status, waiting_on,
     response_status, response_body and applied_at must be given)."""

@@ -124,6 +124,7 @@ events = Table(
     Column("waiting_on", String(200)),
     Column("response_status", Integer, nullable=False),
     Column("response_body", json_type(), nullable=False),
+    Column("result", json_type()),  # the outcome when it differs from the first response
     Column("applied_at", UTCDateTime()),
     CheckConstraint("status in ('applied', 'deferred', 'rejected')", name="status"),
     CheckConstraint("(status = 'deferred') = (waiting_on is not null)", name="waiting"),
@@ -159,8 +160,8 @@ order_items = Table(
     Column("line_no", Integer, primary_key=True),
     Column("sku", String(ID), nullable=False),
     Column("name", String(200), nullable=False),
-    Column("category", String(100)),
-    Column("brand", String(100)),
+    Column("category", String(200)),
+    Column("brand", String(200)),
     Column("quantity", Integer, nullable=False),
     Column("unit_price", BigInteger, nullable=False),
     Column("paid_amount", BigInteger, nullable=False),

@@ -96,6 +96,11 @@ def check_refund(
     already_refunded: Mapping[str, RefundLine],
 ) -> None:
     """Refuse a refund that returns more than was paid, in total or for any item."""
+    if order.status is OrderStatus.CANCELLED:
+        raise conflict(
+            EventError.ORDER_CANCELLED,
+            f"order {order.order_id} was cancelled: its payment was already returned",
+        )
     if order.refundable <= 0:
         raise conflict(
             EventError.ORDER_FULLY_REFUNDED, f"order {order.order_id} is already fully refunded"
@@ -106,8 +111,16 @@ def check_refund(
             f"refund of {amount} fen exceeds the {order.refundable} fen still refundable",
             field="data.amount",
         )
+    seen: set[str] = set()
     for index, line in enumerate(lines):
         field = f"data.items[{index}]"
+        if line.sku in seen:
+            raise invalid(
+                EventError.DUPLICATE_SKU,
+                f"sku {line.sku!r} appears twice; merge the lines",
+                field=f"{field}.sku",
+            )
+        seen.add(line.sku)
         item = bought.get(line.sku)
         if item is None:
             raise invalid(

@@ -20,6 +20,8 @@ def normalize_phone(raw: str) -> str | None:
         text = "+" + text[2:]
     if text.startswith("+86"):
         text = text[3:]
+        if not _CN_MOBILE.fullmatch(text) and not text.startswith("0"):
+            text = "0" + text  # a landline dialled from abroad drops its trunk 0: put it back
     elif text.startswith("86") and len(text) == 13:
         text = text[2:]
     if _CN_MOBILE.fullmatch(text):

@@ -33,7 +33,7 @@ from huiyuan.domain.orders import (
 from huiyuan.domain.phone import normalize_phone
 from huiyuan.schemas import events as ev_schema
 from huiyuan.schemas.validation import ValidEvent
-from huiyuan.services.context import Services
+from huiyuan.services.context import PLATFORM_OWNER, Services
 
 Effect = dict[str, Any]
 
@@ -107,16 +107,28 @@ def profile_values(data: ev_schema.Profile, event_field: str = "data") -> dict[s
     return values
 
 
+def _may_write_profile(ctx: Context) -> bool:
+    member = ctx.member
+    return (
+        ctx.sender == PLATFORM_OWNER
+        or member.profile_updated_at is None
+        or member.registration_store_id == ctx.sender
+    )
+
+
 def apply_profile(ctx: Context, event: ValidEvent, extra: dict[str, Any]) -> list[Effect]:
     assert isinstance(event.data, ev_schema.Profile)
     values = profile_values(event.data)
     stamp = ctx.member.profile_updated_at
-    if stamp is not None and event.occurred_at < stamp:
+    if not _may_write_profile(ctx):
+        # The shared profile belongs to the platform (or to the store that registered the
+        # member): another store's events enroll the member but leave the profile alone.
+        values = {}
+        effects: list[Effect] = [{"kind": "profile.not_owned"}]
+    elif stamp is not None and event.occurred_at < stamp:
         # An older update arriving late must not overwrite a newer one.
         values = {}
-        effects: list[Effect] = [
-            {"kind": "profile.stale_ignored", "newer_update_at": stamp.isoformat()}
-        ]
+        effects = [{"kind": "profile.stale_ignored", "newer_update_at": stamp.isoformat()}]
     else:
         values["profile_updated_at"] = event.occurred_at
         changed = sorted(k for k in values if k != "profile_updated_at")
@@ -348,7 +360,9 @@ def on_review_deleted(ctx: Context, event: ValidEvent) -> Applied:
     assert review is not None, "prerequisite checked the review exists"
     if review.member_id != event.member_id:
         raise conflict(
-            EventError.MEMBER_MISMATCH, "the review belongs to another member", field="member_id"
+            EventError.REVIEW_MEMBER_MISMATCH,
+            "the review belongs to another member",
+            field="member_id",
         )
     if review.deleted_at is None:
         orders_repo.delete_review(ctx.conn, data.review_id, event.occurred_at)

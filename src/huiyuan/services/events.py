@@ -134,7 +134,8 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
         "waiting_on": row.waiting_on,
         "received_at": row.received_at.isoformat(),
         "applied_at": row.applied_at.isoformat() if row.applied_at else None,
-        "result": row.response_body,
+        "first_response": {"status": row.response_status, "body": row.response_body},
+        "result": row.result if row.result is not None else row.response_body,
     }
 
 
@@ -149,17 +150,7 @@ def expire_deferred(svc: Services, limit: int = 1000) -> int:
                 EventError.CAUSE_NEVER_ARRIVED,
                 f"gave up waiting for {describe_waiting(row.waiting_on)}",
             )
-            events_repo.finish_event(
-                tx.conn,
-                row.sender,
-                row.event_id,
-                {
-                    "status": "rejected",
-                    "waiting_on": None,
-                    "response_status": 409,
-                    "response_body": body,
-                },
-            )
+            events_repo.settle_event(tx.conn, row.sender, row.event_id, "rejected", body)
         tx.commit()
     return len(rows)
 
@@ -379,19 +370,20 @@ def _release_waiting(tx: UnitOfWork, svc: Services, keys: list[str]) -> None:
             try:
                 with tx.savepoint():
                     result = _apply_or_defer(conn, svc, row.sender, event)
-                    _finish(conn, row.sender, row.event_id, result, svc.now())
+                    applied = result.status == APPLIED
+                    events_repo.settle_event(
+                        conn,
+                        row.sender,
+                        row.event_id,
+                        "applied" if applied else "deferred",
+                        result.body,
+                        applied_at=svc.now() if applied else None,
+                        waiting_on=result.waiting_on,
+                    )
                 keys += result.satisfies
             except DomainError as error:
-                events_repo.finish_event(
-                    conn,
-                    row.sender,
-                    row.event_id,
-                    {
-                        "status": "rejected",
-                        "waiting_on": None,
-                        "response_status": _status(error),
-                        "response_body": problem_from_error(error),
-                    },
+                events_repo.settle_event(
+                    conn, row.sender, row.event_id, "rejected", problem_from_error(error)
                 )
 
 

@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("waiting_on", sa.String(length=200), nullable=True),
         sa.Column("response_status", sa.Integer(), nullable=False),
         sa.Column("response_body", json_type(), nullable=False),
+        sa.Column("result", json_type(), nullable=True),
         sa.Column("applied_at", UTCDateTime(), nullable=True),
         sa.CheckConstraint(
             "(status = 'deferred') = (waiting_on is not null)", name=op.f("ck_events_waiting")
@@ -234,8 +235,8 @@ def upgrade() -> None:
         sa.Column("line_no", sa.Integer(), nullable=False),
         sa.Column("sku", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("category", sa.String(length=100), nullable=True),
-        sa.Column("brand", sa.String(length=100), nullable=True),
+        sa.Column("category", sa.String(length=200), nullable=True),
+        sa.Column("brand", sa.String(length=200), nullable=True),
         sa.Column("quantity", sa.Integer(), nullable=False),
         sa.Column("unit_price", sa.BigInteger(), nullable=False),
         sa.Column("paid_amount", sa.BigInteger(), nullable=False),
