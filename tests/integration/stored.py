@@ -36,3 +36,14 @@ def one(svc: Services, table: sa.Table, **where: Any) -> sa.RowMapping:
 
 def inbox(svc: Services, event_id: str, sender: str = "platform") -> sa.RowMapping:
     return one(svc, tables.events, sender=sender, event_id=event_id)
+
+
+def the_effect(effects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The one effect of this kind in an event's effects (it must be there exactly once)."""
+    found = [e for e in effects if e["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind} effect, found {len(found)} in {effects}"
+    return found[0]
+
+
+def effects_of(effects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in effects if e["kind"] == kind]

@@ -5,9 +5,10 @@ from datetime import UTC, date, datetime
 import pytest
 
 from huiyuan.db import tables
+from huiyuan.services.programs import apply_document
 
 from .bodies import cancelled, completed, event, item, login, paid, refunded, registered
-from .stored import inbox, one, row_counts, rows
+from .stored import inbox, one, row_counts, rows, the_effect
 
 
 def send(api, body, status=200):
@@ -221,8 +222,13 @@ def test_a_completed_order_is_marked_completed(api):
     send(api, paid("pay-1", "o1"))
     # when it is completed
     result = send(api, completed("done-1", "o1", occurred_at="2026-02-05T10:00:00+08:00"))
-    # then the order says so
-    assert result["effects"] == [{"kind": "order.completed", "order_id": "o1"}]
+    # then the order says so, and its pending points (1 per ¥1 by default) are released
+    lot = one(api.svc, tables.point_lots, order_id="o1")
+    assert result["effects"] == [
+        {"kind": "order.completed", "order_id": "o1"},
+        {"kind": "points.released", "program_id": "platform", "lot_id": lot["id"], "points": 299},
+    ]
+    assert (lot["status"], lot["remaining"]) == ("active", 299)
     order = one(api.svc, tables.orders, order_id="o1")
     assert order["status"] == "completed"
     assert order["completed_at"] == shanghai("2026-02-05T10:00:00+08:00")
@@ -258,12 +264,21 @@ def test_a_refund_is_recorded_against_the_order_and_its_items(api):
     )
     send(api, refunded("ref-2", "o1", "r2", 2000))
     # then both refunds are recorded and the order's refunded total is ¥70
-    assert first["effects"][-1] == {
+    assert the_effect(first["effects"], "order.refunded") == {
         "kind": "order.refunded",
         "order_id": "o1",
         "refund_id": "r1",
         "amount": 5000,
         "refunded_total": 5000,
+    }
+    # and the first refund cancelled its share of the order's pending points (299 × 50/299)
+    lot = one(api.svc, tables.point_lots, order_id="o1")
+    assert the_effect(first["effects"], "points.cancelled") == {
+        "kind": "points.cancelled",
+        "program_id": "platform",
+        "lot_id": lot["id"],
+        "points": 50,
+        "debt": 0,
     }
     refunds = rows(api.svc, tables.refunds, order_id="o1")
     assert [(r["refund_id"], r["amount"]) for r in refunds] == [("r1", 5000), ("r2", 2000)]
@@ -313,17 +328,15 @@ def test_an_approved_review_is_stored_and_a_deletion_marks_it(api):
 @pytest.mark.parametrize(
     ("event_type", "data"),
     [
-        ("content.shared", {"content_id": "post-9", "target": "wechat"}),
-        ("wallet.recharged", {"recharge_id": "rc1", "amount": 50000, "channel": "app"}),
-        ("membership.purchased", {"purchase_id": "p1", "plan_id": "plus-year", "amount": 14900}),
         ("custom.sign_in_streak", {"days": 7, "anything": {"goes": ["here"]}}),
+        ("custom.birthday_gift", {}),
     ],
 )
 def test_events_kept_for_later_capabilities_are_recorded_in_the_inbox(api, event_type, data):
     # given a member
     send(api, registered("reg-1"))
     before = row_counts(api.svc)
-    # when a share, a recharge, a plan purchase or a custom event arrives
+    # when a plan purchase or a custom event arrives
     result = send(api, event("e-1", event_type, **data))
     # then it is applied and its data kept in the inbox
     assert result["status"] == "applied"
@@ -341,8 +354,117 @@ def test_events_kept_for_later_capabilities_are_recorded_in_the_inbox(api, event
     }
 
 
-def test_every_event_type_is_accepted_over_http(api):
-    # given one event of every type, in an order in which each makes sense
+def test_a_share_is_recorded_and_earns_nothing_without_a_share_rule(api):
+    # given a member, and a program whose (default) rules give nothing for sharing
+    send(api, registered("reg-1"))
+    before = row_counts(api.svc)
+    # when they share a post
+    data = {"content_id": "post-9", "target": "wechat"}
+    result = send(api, event("e-1", "content.shared", **data))
+    # then it is applied as a share and its data kept in the inbox
+    assert (result["status"], result["type"]) == ("applied", "content.shared")
+    assert result["effects"] == [{"kind": "share.recorded"}]
+    stored = inbox(api.svc, "e-1")
+    assert (stored["status"], stored["data"]) == ("applied", data)
+    assert stored["response_body"] == result
+    # and nothing but the inbox row was written
+    after = row_counts(api.svc)
+    assert after["events"] == before["events"] + 1
+    assert {k: v for k, v in after.items() if k != "events"} == {
+        k: v for k, v in before.items() if k != "events"
+    }
+
+
+def test_a_recharge_puts_money_in_the_members_wallet(api):
+    # given a member
+    send(api, registered("reg-1"))
+    before = row_counts(api.svc)
+    # when they recharge ¥500 in the app (no bonus tiers in the default program)
+    data = {"recharge_id": "rc1", "amount": 50000, "channel": "app"}
+    result = send(api, event("e-1", "wallet.recharged", **data))
+    # then it is applied as a recharge of ¥500 principal
+    assert (result["status"], result["type"]) == ("applied", "wallet.recharged")
+    assert result["effects"] == [
+        {"kind": "wallet.recharged", "program_id": "platform", "principal": 50000, "bonus": 0}
+    ]
+    assert inbox(api.svc, "e-1")["data"] == data
+    # and the wallet holds it, with the recharge and a balanced transaction recorded
+    account = one(api.svc, tables.wallet_accounts, member_id="u1")
+    assert (account["principal"], account["bonus"], account["recharged_total"]) == (50000, 0, 50000)
+    recharge = one(api.svc, tables.wallet_recharges, recharge_id="rc1")
+    assert (recharge["member_id"], recharge["principal"], recharge["bonus"]) == ("u1", 50000, 0)
+    txn = one(api.svc, tables.wallet_txns, member_id="u1")
+    assert (txn["kind"], txn["principal"], txn["bonus"]) == ("recharge", 50000, 0)
+    legs = rows(api.svc, tables.wallet_entries, txn_id=txn["id"])
+    assert sorted((e["account"], e["amount"]) for e in legs) == [
+        ("member", 50000),
+        ("system:cash", -50000),
+    ]
+    # and nothing else was written
+    after = row_counts(api.svc)
+    grown = {k for k in after if after[k] != before[k]}
+    assert grown == {
+        "events",
+        "wallet_accounts",
+        "wallet_recharges",
+        "wallet_txns",
+        "wallet_entries",
+    }
+
+
+def publish_plus_plan(api, clock) -> None:
+    """Publish, as of New Year 2026, a program document selling the PLUS plan the events buy."""
+    saved = clock.now
+    clock.now = datetime(2026, 1, 1, tzinfo=UTC)
+    document = {
+        "plans": [
+            {
+                "id": "plus",
+                "name": {"zh": "PLUS", "en": "PLUS"},
+                "price_fen": 100,
+                "period": "monthly",
+            }
+        ]
+    }
+    apply_document(api.svc, "platform", document, actor="test")
+    clock.now = saved
+
+
+def test_a_membership_purchase_starts_a_subscription(api, clock):
+    # given a member and a plan on sale
+    publish_plus_plan(api, clock)
+    send(api, registered("reg-1"))
+    # when they buy it
+    now = "2026-03-01T10:00:00+08:00"  # the test clock's now
+    result = send(
+        api,
+        event(
+            "e-1",
+            "membership.purchased",
+            occurred_at=now,
+            purchase_id="p1",
+            plan_id="plus",
+            amount=100,
+        ),
+    )
+    # then a subscription runs from the purchase
+    assert [e["kind"] for e in result["effects"]] == ["membership.started"]
+    subscription = one(api.svc, tables.subscriptions, purchase_id="p1")
+    assert (subscription["plan_id"], subscription["status"]) == ("plus", "active")
+    # and buying an unknown plan is refused, naming the field, with nothing written
+    before = row_counts(api.svc)
+    response = api.post(
+        "/v1/events",
+        event("e-2", "membership.purchased", purchase_id="p2", plan_id="nope", amount=100),
+    )
+    assert response.status_code == 422
+    assert response.json()["field"] == "data.plan_id"
+    assert row_counts(api.svc) == before
+
+
+def test_every_event_type_is_accepted_over_http(api, clock):
+    # given a plan on sale and one event of every type, in an order in which each makes sense
+    publish_plus_plan(api, clock)
     bodies = [
         registered("e01"),
         event("e02", "member.updated", occurred_at="2026-02-02T10:00:00+08:00", region="北京"),

@@ -5,7 +5,7 @@ import json
 from huiyuan.db import tables
 
 from .bodies import item, login, paid, refunded, registered
-from .stored import inbox, one, row_counts, rows
+from .stored import inbox, one, row_counts, rows, the_effect
 
 
 def test_a_resent_event_returns_the_first_response_and_applies_nothing_twice(api):
@@ -153,7 +153,10 @@ def test_a_batch_gives_each_event_its_own_result_in_the_order_sent(api):
     assert (payload["applied"], payload["rejected"], payload["deferred"]) == (4, 2, 0)
     assert results[2]["result"]["field"] == "occurred_at"
     assert results[3]["result"]["code"] == "refund_exceeds_order"
-    assert results[5]["result"]["effects"][-1]["refunded_total"] == 5000
+    refund = results[5]["result"]["effects"]
+    assert the_effect(refund, "order.refunded")["refunded_total"] == 5000
+    # and the refund cancelled its share of the order's pending points (299 × 50/299)
+    assert the_effect(refund, "points.cancelled")["points"] == 50
     # and the bad events sank nothing but themselves
     assert sorted(r["event_id"] for r in rows(api.svc, tables.events)) == [
         "b1",

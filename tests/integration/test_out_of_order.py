@@ -7,7 +7,7 @@ from huiyuan.services import events as event_service
 from huiyuan.services.principals import SYSTEM
 
 from .bodies import cancelled, completed, event, item, login, paid, refunded, registered
-from .stored import inbox, one, row_counts, rows
+from .stored import inbox, one, row_counts, rows, the_effect
 
 FEB = "2026-02-{:02d}T10:00:00+08:00"
 
@@ -84,8 +84,15 @@ def test_deferred_events_apply_in_the_order_they_occurred_when_the_payment_arriv
         assert status["applied_at"] is not None
         assert status["result"]["status"] == "applied"
     # and in the order they occurred: the Feb 3rd refund first, then the Feb 4th one
-    assert status_of(api, "ref-1")["result"]["effects"][-1]["refunded_total"] == 5000
-    assert status_of(api, "ref-2")["result"]["effects"][-1]["refunded_total"] == 7000
+    first, second = (status_of(api, e)["result"]["effects"] for e in ("ref-1", "ref-2"))
+    assert the_effect(first, "order.refunded")["refunded_total"] == 5000
+    assert the_effect(second, "order.refunded")["refunded_total"] == 7000
+    # and the pending points of the ¥299 order were cancelled in proportion, then the rest
+    # released on completion: 299 × 50/299 = 50, then 299 × 70/299 − 50 = 20, leaving 229
+    assert the_effect(first, "points.cancelled")["points"] == 50
+    assert the_effect(second, "points.cancelled")["points"] == 20
+    done = status_of(api, "done-1")["result"]["effects"]
+    assert the_effect(done, "points.released")["points"] == 229
     order = one(api.svc, tables.orders, order_id="o1")
     assert (order["status"], order["refunded_amount"]) == ("completed", 7000)
     assert len(rows(api.svc, tables.refunds, order_id="o1")) == 2

@@ -15,7 +15,9 @@ from huiyuan.api import (
     routes_admin,
     routes_events,
     routes_members,
+    routes_membership,
     routes_points,
+    routes_tiers,
     routes_wallet,
 )
 from huiyuan.services.context import Services
@@ -38,6 +40,8 @@ def create_app(svc: Services) -> FastAPI:
     app.include_router(routes_admin.router)
     app.include_router(routes_points.router)
     app.include_router(routes_wallet.router)
+    app.include_router(routes_membership.router)
+    app.include_router(routes_tiers.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and database reachability")
     def healthz() -> dict[str, str]:

@@ -31,6 +31,9 @@ class ReservationIn(Request):
     id: Ident = Field(description="your id for this hold; makes the call idempotent")
     amount: Points
     order_id: Ident | None = None
+    order_amount: Annotated[StrictInt | None, Field(gt=0, le=10**13)] = Field(
+        default=None, description="the order's value in fen before the deduction"
+    )
     program_id: Ident | None = None
     ttl_seconds: Annotated[int | None, Field(ge=30, le=86_400)] = None
 
@@ -110,6 +113,7 @@ def post_reservation(
         member_id,
         body.id,
         body.amount,
+        order_amount=body.order_amount,
         order_id=body.order_id,
         program_id=body.program_id,
         ttl_seconds=body.ttl_seconds,
@@ -193,7 +197,7 @@ def put_document(
 @router.get("/programs/{program_id}/document", summary="Every version of a program's document")
 def get_documents(program_id: str, svc: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
     who.require(Scope.READ)
-    return {"program_id": program_id, "versions": programs.list_versions(svc, program_id)}
+    return {"program_id": program_id, "versions": programs.list_versions(svc, program_id, who)}
 
 
 @router.get("/schemas/program", summary="JSON Schema of the program document")

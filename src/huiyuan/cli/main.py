@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -25,9 +26,15 @@ ledger_app = typer.Typer(
     help="Points ledger: jobs, reconciliation, liability.", no_args_is_help=True
 )
 programs_app = typer.Typer(help="Program documents (rules and policies).", no_args_is_help=True)
+jobs_app = typer.Typer(help="Scheduled jobs.", no_args_is_help=True)
+tiers_app = typer.Typer(
+    help="Tiers: checkpoint evaluation and the RFM growth model.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(programs_app, name="programs")
+app.add_typer(tiers_app, name="tiers")
+app.add_typer(jobs_app, name="jobs")
 app.add_typer(stores_app, name="stores")
 app.add_typer(events_app, name="events")
 
@@ -270,6 +277,58 @@ def programs_show(program_id: Annotated[str, typer.Argument(help="the program")]
     svc = _ready_services()
     config = programs.config_at(svc, program_id, svc.now())
     print(config.document.model_dump_json(indent=2))
+
+
+@jobs_app.command("nightly")
+def jobs_nightly() -> None:
+    """Every periodic job in order; safe to run again at any time (each is idempotent).
+
+    Points: release due pending points, lapse old holds, expire lots, queue expiry reminders.
+    Tiers: retention and downgrades at checkpoints. Paid plans: expire ended terms, queue
+    renewal reminders. Events: reject deferred events whose cause never came.
+    """
+    from huiyuan.services import memberships, points_jobs, tiers
+
+    svc = _ready_services()
+    steps: list[tuple[str, Callable[[], int]]] = [
+        ("pending points released", lambda: points_jobs.release_due_lots(svc)),
+        ("holds lapsed", lambda: points_jobs.sweep_reservations(svc)),
+        ("lots expired", lambda: points_jobs.expire_lots(svc)),
+        ("expiry reminders queued", lambda: points_jobs.remind_expiring(svc)),
+        ("members evaluated at checkpoints", lambda: tiers.evaluate_checkpoints(svc)),
+        ("plan terms expired", lambda: memberships.expire_subscriptions(svc)),
+        ("renewal reminders queued", lambda: memberships.remind_renewals(svc)),
+        ("deferred events given up", lambda: event_service.expire_deferred(svc)),
+    ]
+    with out.status("running the nightly jobs …"):
+        for label, step in steps:
+            out.print(f"{step():>10,}  {label}")
+
+
+@tiers_app.command("evaluate")
+def tiers_evaluate() -> None:
+    """Retention and downgrades for members whose checkpoint has come (run it daily)."""
+    from huiyuan.services import tiers
+
+    count = tiers.evaluate_checkpoints(_ready_services())
+    out.print(f"{count:,} members evaluated at their checkpoint")
+
+
+@tiers_app.command("rfm")
+def tiers_rfm(
+    program_id: Annotated[str, typer.Argument(help="the program to score")] = "platform",
+) -> None:
+    """Score members' RFM and write this month's growth change (once per month)."""
+    from huiyuan.services import tiers
+
+    try:
+        result = tiers.score_rfm(_ready_services(), program_id)
+    except DomainError as error:
+        raise _fail(error) from None
+    out.print(
+        f"{result['period']}: {result['members']:,} members scored, {result['entries']:,} "
+        f"growth entries written; band edges {result['edges']}"
+    )
 
 
 @app.command()

@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from huiyuan.db.tables import enrollments, logins, members, programs
+from huiyuan.db.tables import enrollments, logins, members, programs, signins
 from huiyuan.db.upsert import insert_ignore
 
 _LOCK_MEMBER = select(members).where(members.c.member_id == bindparam("p_id")).with_for_update()
 _ENROLLED = select(enrollments.c.program_id).where(enrollments.c.member_id == bindparam("p_id"))
+
+
+_LOCK_WITH_PROGRAMS = (
+    select(members, enrollments.c.program_id.label("enrolled_program_id"))
+    .outerjoin(enrollments, enrollments.c.member_id == members.c.member_id)
+    .where(members.c.member_id == bindparam("p_id"))
+    .with_for_update(of=members)
+)
+
+
+def lock_member_with_programs(conn: Connection, member_id: str) -> tuple[Row[Any] | None, set[str]]:
+    """The member's row, locked, and the programs they are enrolled in: one round trip."""
+    rows = conn.execute(_LOCK_WITH_PROGRAMS, {"p_id": member_id}).all()
+    if not rows:
+        return None, set()
+    return rows[0], {r.enrolled_program_id for r in rows if r.enrolled_program_id is not None}
 
 
 def lock_member(conn: Connection, member_id: str) -> Row[Any] | None:
@@ -107,3 +123,17 @@ def record_login(conn: Connection, member_id: str, day: date, at: datetime) -> N
 def login_days(conn: Connection, member_id: str) -> int:
     query = select(logins.c.business_day).where(logins.c.member_id == member_id)
     return len(conn.execute(query).all())
+
+
+def record_signin(conn: Connection, member_id: str, day: date, at: datetime) -> int | None:
+    """Record today's sign-in; its streak, or None if the member signed in today already."""
+    previous = conn.execute(
+        select(signins.c.streak).where(
+            signins.c.member_id == member_id, signins.c.business_day == day - timedelta(days=1)
+        )
+    ).scalar_one_or_none()
+    streak = (previous or 0) + 1
+    row = {"member_id": member_id, "business_day": day, "signed_at": at, "streak": streak}
+    if insert_ignore(conn, signins, row, ["member_id", "business_day"]) == 0:
+        return None
+    return streak

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huiyuan.db.tables import (
@@ -181,6 +181,17 @@ def take_from_lots(conn: Connection, takes: list[tuple[int, int]]) -> None:
         conn.execute(_TAKE, [{"p_lot": lot, "p_take": take} for lot, take in takes])
 
 
+_RELEASE_LOT = (
+    update(point_lots)
+    .where(point_lots.c.id == bindparam("p_lot"))
+    .values(status="active", released_at=bindparam("p_at"), expires_at=bindparam("p_expires"))
+)
+
+
+def release_lot(conn: Connection, lot_id: int, at: datetime, expires: datetime | None) -> None:
+    conn.execute(_RELEASE_LOT, {"p_lot": lot_id, "p_at": at, "p_expires": expires})
+
+
 def update_lot(conn: Connection, lot_id: int, values: dict[str, Any]) -> None:
     conn.execute(update(point_lots).where(point_lots.c.id == lot_id).values(**values))
 
@@ -253,21 +264,35 @@ def redeemed_for_order(conn: Connection, program_id: str, order_id: str) -> tupl
     return int(spent), int(restored)
 
 
-def earned_since(
-    conn: Connection, program_id: str, member_id: str, since: datetime
-) -> dict[str, int]:
-    """Points credited per rule since an instant (for daily and monthly caps)."""
-    query = (
-        select(point_lots.c.rule_id, func.sum(point_lots.c.amount))
-        .where(
-            point_lots.c.program_id == program_id,
-            point_lots.c.member_id == member_id,
-            point_lots.c.earned_at >= since,
-            point_lots.c.rule_id.is_not(None),
-        )
-        .group_by(point_lots.c.rule_id)
+_EARNED = (
+    select(
+        point_lots.c.rule_id,
+        func.sum(
+            case((point_lots.c.earned_at >= bindparam("p_day"), point_lots.c.amount), else_=0)
+        ),
+        func.sum(point_lots.c.amount),
     )
-    return {rule: int(total) for rule, total in conn.execute(query).all()}
+    .where(
+        point_lots.c.program_id == bindparam("p_program"),
+        point_lots.c.member_id == bindparam("p_member"),
+        point_lots.c.earned_at >= bindparam("p_month"),
+        point_lots.c.rule_id.is_not(None),
+    )
+    .group_by(point_lots.c.rule_id)
+)
+
+
+def earned_today_and_month(
+    conn: Connection, program_id: str, member_id: str, day: datetime, month: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Points credited per rule since the start of the business day and of the month."""
+    today: dict[str, int] = {}
+    this_month: dict[str, int] = {}
+    params = {"p_program": program_id, "p_member": member_id, "p_day": day, "p_month": month}
+    for rule, on_day, in_month in conn.execute(_EARNED, params).all():
+        today[rule] = int(on_day)
+        this_month[rule] = int(in_month)
+    return today, this_month
 
 
 def orders_before(conn: Connection, member_id: str, paid_at: datetime) -> int:
@@ -387,6 +412,38 @@ def take_from_slice(
     return result.rowcount == 1
 
 
+def take_from_free_slice(
+    conn: Connection, program_id: str, store_id: str, index: int, amount: int
+) -> bool:
+    """Take ``amount`` from one slice if it holds that much and no one else has it locked.
+
+    A plain conditional update that waits for a busy slice keeps the slice locked even when
+    it then finds too little there; the caller, going on to lock every slice in order, would
+    hold one out of order and could deadlock. Skipping a busy slice leaves nothing locked.
+    """
+    free = (
+        select(budget_slices.c.slice)
+        .where(
+            budget_slices.c.program_id == program_id,
+            budget_slices.c.store_id == store_id,
+            budget_slices.c.slice == index,
+            budget_slices.c.remaining >= amount,
+        )
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = conn.execute(
+        update(budget_slices)
+        .where(
+            budget_slices.c.program_id == program_id,
+            budget_slices.c.store_id == store_id,
+            budget_slices.c.slice == free,
+        )
+        .values(remaining=budget_slices.c.remaining - amount)
+    )
+    return result.rowcount == 1
+
+
 def lock_all_slices(conn: Connection, program_id: str, store_id: str) -> Sequence[Row[Any]]:
     query = (
         select(budget_slices)
@@ -418,5 +475,23 @@ def spendable_or_pending(conn: Connection, lot_ids: Sequence[int]) -> Sequence[R
         .where(point_lots.c.id.in_(lot_ids))
         .order_by(point_lots.c.id)
         .with_for_update()
+    )
+    return conn.execute(query).all()
+
+
+def lots_of_subject(
+    conn: Connection, program_id: str, member_id: str, subject: str
+) -> Sequence[Row[Any]]:
+    """Lots credited for a subject (``review:<id>``, ``recharge:<id>``), locked."""
+    query = (
+        select(point_lots)
+        .join(point_txns, point_txns.c.id == point_lots.c.txn_id)
+        .where(
+            point_txns.c.program_id == program_id,
+            point_lots.c.member_id == member_id,
+            point_txns.c.idem_key.like(f"{subject}:%"),
+        )
+        .order_by(point_lots.c.id)
+        .with_for_update(of=point_lots)
     )
     return conn.execute(query).all()

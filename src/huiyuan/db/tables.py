@@ -527,3 +527,112 @@ signins = Table(
     Column("streak", Integer, nullable=False),
     CheckConstraint("streak >= 1", name="streak"),
 )
+
+# ---------------------------------------------------------------- growth (成长值) and tiers
+
+growth_entries = Table(
+    "growth_entries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("rule_id", String(ID)),
+    Column("config_version", Integer),
+    Column("idem_key", String(200), nullable=False),
+    Column("order_id", String(ID)),
+    Column("reason_zh", String(300), nullable=False),
+    Column("reason_en", String(300), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("amount <> 0", name="non_zero"),
+    UniqueConstraint("program_id", "idem_key", name="uq_growth_entries_idem"),
+)
+Index(
+    "ix_growth_entries_member",
+    growth_entries.c.program_id,
+    growth_entries.c.member_id,
+    growth_entries.c.occurred_at,
+)
+Index("ix_growth_entries_order", growth_entries.c.program_id, growth_entries.c.order_id)
+
+member_tiers = Table(
+    "member_tiers",
+    metadata,
+    Column("program_id", String(ID), ForeignKey("programs.id"), primary_key=True),
+    Column("member_id", String(ID), primary_key=True),
+    Column("tier_id", String(ID), nullable=False),
+    Column("reached_at", UTCDateTime(), nullable=False),
+    Column("growth_total", BigInteger, nullable=False),
+    Column("next_check_at", UTCDateTime()),
+    Column("override_tier", String(ID)),
+    Column("override_mode", String(8)),
+    Column("override_ends_at", UTCDateTime()),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    CheckConstraint(
+        "override_mode is null or override_mode in ('floor', 'fixed')", name="override_mode"
+    ),
+)
+Index("ix_member_tiers_check", member_tiers.c.next_check_at)
+
+tier_history = Table(
+    "tier_history",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("from_tier", String(ID)),
+    Column("to_tier", String(ID), nullable=False),
+    Column("cause", String(24), nullable=False),
+    Column("metric_value", BigInteger, nullable=False),
+    Column("reason", String(300), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+)
+Index(
+    "ix_tier_history_member", tier_history.c.program_id, tier_history.c.member_id, tier_history.c.id
+)
+
+tier_gifts = Table(
+    "tier_gifts",
+    metadata,
+    Column("program_id", String(ID), primary_key=True),
+    Column("member_id", String(ID), primary_key=True),
+    Column("tier_id", String(ID), primary_key=True),
+    Column("period", String(32), primary_key=True),
+    Column("granted_at", UTCDateTime(), nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("plan_id", String(ID), nullable=False),
+    Column("purchase_id", String(ID), nullable=False),
+    Column("price_fen", BigInteger, nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("benefit_used", Boolean, nullable=False),
+    Column("reminded_at", UTCDateTime()),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("program_id", "purchase_id", name="uq_subscriptions_purchase"),
+    CheckConstraint("ends_at > starts_at", name="period"),
+    CheckConstraint("status in ('active', 'refunded', 'expired')", name="status"),
+)
+Index(
+    "ix_subscriptions_member",
+    subscriptions.c.program_id,
+    subscriptions.c.member_id,
+    subscriptions.c.ends_at,
+)

@@ -18,14 +18,15 @@ from sqlalchemy import func, select
 from huiyuan.config import Settings
 from huiyuan.db import migrate
 from huiyuan.db.audit_repo import record_audit
-from huiyuan.db.tables import audit_log, members, orders
+from huiyuan.db.tables import audit_log, member_tiers, members, orders
+from huiyuan.demo import programs as demo_programs
 from huiyuan.demo.catalog import STORES
 from huiyuan.demo.story import Story
 from huiyuan.domain.errors import DomainError
 from huiyuan.domain.money import Money
 from huiyuan.services import events as event_service
+from huiyuan.services import memberships, points_jobs, principals, programs, tiers
 from huiyuan.services import owners as owner_service
-from huiyuan.services import principals
 from huiyuan.services.context import Services
 
 BATCH = 500
@@ -76,8 +77,11 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
     for store_id, name in STORES.items():
         with suppress(DomainError):  # an interrupted build already added it
             owner_service.add_store(svc, store_id, name, actor="demo")
+    now = datetime.now(UTC)
+    story = Story(seed, members, now)
+    _apply_programs(svc, story.start)
     console.print(f"Inventing {members:,} members and a year of their activity …")
-    events = Story(seed, members, datetime.now(UTC)).events()
+    events = story.events()
     rejected = 0
     with Progress(
         TextColumn("[bold]Sending events"),
@@ -98,6 +102,12 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
             progress.update(task, completed=done, rate=f"{done / elapsed:,.0f} events/s")
     if rejected:
         console.print(f"[yellow]{rejected} events were refused[/yellow]")
+    console.print("Running the nightly ledger jobs (release, expiry, reminders) …")
+    points_jobs.release_due_lots(svc, limit=1_000_000)
+    points_jobs.expire_lots(svc)
+    points_jobs.remind_expiring(svc)
+    tiers.evaluate_checkpoints(svc)
+    memberships.expire_subscriptions(svc)
     with svc.uow() as tx:
         record_audit(
             tx.conn,
@@ -108,6 +118,20 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
             at=svc.now(),
         )
         tx.commit()
+
+
+def _apply_programs(svc: Services, start: datetime) -> None:
+    """Apply the demo's documents as if they were published when the story starts."""
+    if programs.list_versions(svc, "platform"):
+        return  # an interrupted build applied them already
+    clock = svc.clock
+    svc.clock = lambda: start
+    try:
+        programs.apply_document(svc, "platform", demo_programs.PLATFORM, actor="demo")
+        for store_id, document in demo_programs.STORES.items():
+            programs.apply_document(svc, store_id, document, actor="demo")
+    finally:
+        svc.clock = clock
 
 
 def _built(svc: Services) -> bool:
@@ -126,8 +150,17 @@ def _summarize(svc: Services, console: Console) -> None:
                 func.coalesce(func.sum(orders.c.refunded_amount), 0),
             ).where(orders.c.status != "cancelled")
         ).one()
+        ladder: dict[str, int] = dict(
+            conn.execute(
+                select(member_tiers.c.tier_id, func.count())
+                .where(member_tiers.c.program_id == "platform")
+                .group_by(member_tiers.c.tier_id)
+            ).all()
+        )
     console.print(
         f"Demo: {member_count:,} members, {order_count:,} orders, "
         f"GMV {Money(int(paid))}, refunded {Money(int(refunded))}, "
         f"3 stores ({', '.join(STORES.values())})."
     )
+    if ladder:
+        console.print("Platform tiers: " + ", ".join(f"{k} {v:,}" for k, v in ladder.items()))

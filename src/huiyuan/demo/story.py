@@ -86,6 +86,8 @@ class Story:
         days = max((self.now - p.registered_at).days, 1)
         for moment in self._moments(p, days, rate=0.025 * p.activity + 0.005):
             self._event(p, "member.login", moment, {"channel": p.channel})
+        for moment in self._moments(p, days, rate=0.01 * p.activity):
+            self._event(p, "member.signed_in", moment, {"channel": p.channel})
         for moment in self._moments(p, days, rate=0.012 * p.activity):
             self._order(p, moment)
         for moment in self._moments(p, days, rate=0.004 * p.activity):

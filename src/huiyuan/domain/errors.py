@@ -46,6 +46,7 @@ class PointsError(StrEnum):
     BUDGET_EXHAUSTED = "budget_exhausted"
     NOT_A_STORE = "not_a_store"
     BELOW_MINIMUM_UNIT = "below_minimum_unit"
+    DEDUCTION_EXCEEDS_SHARE = "deduction_exceeds_share"
     PROGRAM_NOT_ENROLLED = "program_not_enrolled"
 
 
@@ -57,6 +58,29 @@ class WalletError(StrEnum):
     PAYMENT_NOT_FOUND = "wallet_payment_not_found"
     PAYMENT_ID_REUSED = "wallet_payment_id_reused"
     REFUND_ID_REUSED = "wallet_refund_id_reused"
+
+
+class TierError(StrEnum):
+    PROGRAM_NOT_FOUND = "program_not_found"
+    NO_LADDER = "no_tier_ladder"
+    UNKNOWN_TIER = "unknown_tier"
+    END_IN_PAST = "end_in_past"
+    RFM_DISABLED = "rfm_disabled"
+
+
+class MembershipError(StrEnum):
+    PROGRAM_NOT_FOUND = "membership_program_not_found"
+    PLAN_UNKNOWN = "membership_plan_unknown"
+    AMOUNT_MISMATCH = "membership_amount_mismatch"
+    PURCHASE_ID_REUSED = "membership_purchase_id_reused"
+    TRIAL_USED = "membership_trial_used"
+    TRIAL_WHILE_ACTIVE = "membership_trial_while_active"
+    PURCHASE_NOT_FOUND = "membership_purchase_not_found"
+    ALREADY_REFUNDED = "membership_already_refunded"
+    NOT_LATEST = "membership_not_latest"
+    ENDED = "membership_ended"
+    REFUND_WINDOW_PASSED = "membership_refund_window_passed"
+    BENEFIT_USED = "membership_benefit_used"
 
 
 class MemberError(StrEnum):
@@ -74,7 +98,9 @@ class AdminError(StrEnum):
     PROGRAM_NOT_FOUND = "program_not_found"
 
 
-Code = EventError | MemberError | AdminError | PointsError | WalletError
+Code = (
+    EventError | MemberError | AdminError | PointsError | WalletError | TierError | MembershipError
+)
 
 
 class DomainError(Exception):

@@ -217,7 +217,8 @@ def order_awards(
             continue
         base = eligible_amount(rule.conditions, order.lines)
         if isinstance(rule, PerAmountRule):
-            raw = Decimal(base) * rule.points / rule.per_fen * rule.multiplier * factor
+            # Multiply before dividing: ¥1 at 3 points per ¥3 is exactly 1 point, not 0.999….
+            raw = Decimal(base) * rule.points * rule.multiplier * factor / rule.per_fen
             points = int(raw.to_integral_value(rounding=ROUNDING[rule.rounding]))
             zh = (
                 f"订单 {order.order_id} 计积分金额 {yuan(base)}，"

@@ -108,6 +108,9 @@ class OrderPaid(Strict):
     shipping_fee: Fen = 0
     items: Annotated[list[OrderItem], Field(min_length=1, max_length=500)]
     channel: Channel | None = None
+    points_reservation_id: Ident | None = Field(
+        default=None, description="a points hold to capture for this order"
+    )
 
 
 class OrderRef(Strict):
@@ -155,11 +158,26 @@ class WalletRecharged(Strict):
     channel: Channel | None = None
 
 
+class WalletRechargeRefunded(Strict):
+    recharge_id: Ident
+    refund_id: Ident
+    amount: PositiveFen = Field(description="principal returned, in fen")
+
+
+class MemberSignedIn(Strict):
+    channel: Channel | None = None
+
+
 class MembershipPurchased(Strict):
     purchase_id: Ident
     plan_id: Ident
     amount: Fen
     channel: Channel | None = None
+
+
+class MembershipRefunded(Strict):
+    purchase_id: Ident
+    refund_id: Ident
 
 
 class CustomData(BaseModel):
@@ -178,7 +196,10 @@ DATA_MODELS: dict[str, type[BaseModel]] = {
     "review.deleted": ReviewDeleted,
     "content.shared": ContentShared,
     "wallet.recharged": WalletRecharged,
+    "wallet.recharge_refunded": WalletRechargeRefunded,
+    "member.signed_in": MemberSignedIn,
     "membership.purchased": MembershipPurchased,
+    "membership.refunded": MembershipRefunded,
 }
 
 EVENT_TYPES = (*DATA_MODELS, "custom.<name>")

@@ -14,7 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from huiyuan.domain import growth as dg
 from huiyuan.domain import points as dp
+from huiyuan.domain import tiers as dt
 
 Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 PositiveInt = Annotated[int, Field(gt=0, le=10**12)]
@@ -210,11 +212,199 @@ class WalletDoc(Doc):
     spend_order: Literal["bonus_first", "principal_first"] = "principal_first"
 
 
+class GrowthRuleDoc(Doc):
+    """A growth (成长值) rule. ``purchase`` earns ``points`` per ``per_fen`` paid (times the
+    member's tier coefficient) when the order completes; the others earn ``points`` per action."""
+
+    id: Ident
+    kind: dg.GrowthKind
+    points: PositiveInt
+    per_fen: PositiveInt = 100
+    coefficients: dict[str, Annotated[Decimal, Field(gt=0, le=100)]] = Field(
+        default={}, description="tier id → acceleration coefficient (purchase)"
+    )
+    min_item_fen: NonNegInt = Field(default=0, description="review: item paid at least this")
+    first_n: PositiveInt | None = Field(
+        default=None, description="photo_review: only the first N photo reviews of a SKU"
+    )
+    skip_lowest_tier: bool = Field(default=False, description="login: not on the lowest tier")
+    per_day: PositiveInt | None = None
+
+    def to_domain(self) -> dg.GrowthRule:
+        return dg.GrowthRule(
+            self.id,
+            self.kind,
+            self.points,
+            self.per_fen,
+            dict(self.coefficients),
+            self.min_item_fen,
+            self.first_n,
+            self.skip_lowest_tier,
+            self.per_day,
+        )
+
+
+class RfmDoc(Doc):
+    """The RFM model: every ``period`` each member's Recency (days since last order),
+    Frequency (orders) and Monetary (net paid) over ``window_days`` are scored 1–5 by band
+    edges (or population quintiles when edges are omitted) and turned into growth:
+    ``weights · (score − 3)`` per dimension, which may be negative."""
+
+    enabled: bool = False
+    window_days: PositiveInt = 365
+    recency_edges_days: list[NonNegInt] | None = Field(
+        default=None, description="4 ascending edges; fewer days scores higher"
+    )
+    frequency_edges: list[NonNegInt] | None = None
+    monetary_edges_fen: list[NonNegInt] | None = None
+    weights: dict[Literal["r", "f", "m"], Annotated[int, Field(ge=-10_000, le=10_000)]] = {
+        "r": 20,
+        "f": 30,
+        "m": 50,
+    }
+
+    @model_validator(mode="after")
+    def _four_edges(self) -> RfmDoc:
+        for name in ("recency_edges_days", "frequency_edges", "monetary_edges_fen"):
+            edges = getattr(self, name)
+            if edges is not None and (len(edges) != 4 or edges != sorted(edges)):
+                raise ValueError(f"{name} must be 4 ascending numbers")
+        return self
+
+
+class GrowthDoc(Doc):
+    enabled: bool = True
+    rules: list[GrowthRuleDoc] = []
+    rfm: RfmDoc = RfmDoc()
+
+
+class TierDoc(Doc):
+    id: Ident
+    name: Names
+    threshold: NonNegInt
+    retention: NonNegInt | None = Field(
+        default=None, description="metric that keeps the tier at a checkpoint (default: threshold)"
+    )
+    upgrade_gift_points: NonNegInt = 0
+    benefits: list[Ident] = Field(default=[], description="ids from the benefits catalog")
+
+
+class DowngradeDoc(Doc):
+    checkpoint: dt.Checkpoint = dt.Checkpoint.NONE
+    min_stay_days: NonNegInt = 0
+    grace_days: NonNegInt = 0
+    drop: Literal["one", "supported"] = "supported"
+
+
+class LadderDoc(Doc):
+    """The tier ladder. ``metric`` decides what the thresholds count."""
+
+    metric: dt.Metric = dt.Metric.GROWTH_LIFETIME
+    window_days: PositiveInt = 365
+    tiers: Annotated[list[TierDoc], Field(min_length=1, max_length=20)]
+    downgrade: DowngradeDoc = DowngradeDoc()
+    keep_on_refund: bool = True
+    gift_period_days: PositiveInt | None = Field(
+        default=None, description="a tier's upgrade gift once ever (null) or once per period"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LadderDoc:
+        thresholds = [t.threshold for t in self.tiers]
+        if thresholds[0] != 0 or thresholds != sorted(set(thresholds)):
+            raise ValueError("tiers start at threshold 0 and rise strictly")
+        ids = [t.id for t in self.tiers]
+        if len(set(ids)) != len(ids):
+            raise ValueError("tier ids must be unique")
+        return self
+
+    def to_domain(self) -> dt.Ladder:
+        return dt.Ladder(
+            tiers=tuple(
+                dt.Tier(
+                    t.id,
+                    t.name.zh,
+                    t.name.en,
+                    t.threshold,
+                    t.retention,
+                    t.upgrade_gift_points,
+                    tuple(t.benefits),
+                )
+                for t in self.tiers
+            ),
+            metric=self.metric,
+            window_days=self.window_days,
+            checkpoint=self.downgrade.checkpoint,
+            min_stay_days=self.downgrade.min_stay_days,
+            grace_days=self.downgrade.grace_days,
+            drop=self.downgrade.drop,
+            keep_on_refund=self.keep_on_refund,
+            gift_period_days=self.gift_period_days,
+        )
+
+
+class BenefitDoc(Doc):
+    """A benefit (权益) in the catalog, granted by tiers and plans."""
+
+    id: Ident
+    kind: Literal[
+        "percent_discount",
+        "member_price",
+        "points_multiplier",
+        "free_shipping",
+        "birthday_gift",
+        "upgrade_gift",
+        "priority_service",
+        "free_returns",
+        "custom",
+    ]
+    name: Names
+    description: Annotated[str, Field(max_length=500)] = ""
+    percent_off: Annotated[Decimal | None, Field(gt=0, lt=100)] = None
+    multiplier: Annotated[Decimal | None, Field(gt=0, le=100)] = None
+    monthly_quota: PositiveInt | None = None
+    skus: list[str] = []
+    categories: list[str] = []
+    member_price_fen: dict[str, NonNegInt] = Field(default={}, description="sku → member price")
+    gift_points: NonNegInt = 0
+
+
+class PlanDoc(Doc):
+    """A paid membership plan (付费会员, like JD PLUS)."""
+
+    id: Ident
+    name: Names
+    price_fen: NonNegInt
+    period: Literal["monthly", "quarterly", "annual"]
+    trial_days: NonNegInt = 0
+    benefits: list[Ident] = []
+    refund_window_days: NonNegInt = 7
+    refund_only_if_unused: bool = True
+    reminder_days: NonNegInt = 7
+
+
 class ProgramDocument(Doc):
     """A program's configuration. Omitted sections take sensible defaults."""
 
     points: PointsDoc = PointsDoc()
     wallet: WalletDoc = WalletDoc()
+    growth: GrowthDoc = GrowthDoc()
+    tiers: LadderDoc | None = None
+    benefits: list[BenefitDoc] = []
+    plans: list[PlanDoc] = []
+    overlap: Literal["max", "multiply"] = Field(
+        default="max", description="how a tier's and a plan's multipliers combine"
+    )
+
+    @model_validator(mode="after")
+    def _benefits_exist(self) -> ProgramDocument:
+        known = {b.id for b in self.benefits}
+        named = [b for t in (self.tiers.tiers if self.tiers else []) for b in t.benefits]
+        named += [b for p in self.plans for b in p.benefits]
+        missing = sorted(set(named) - known)
+        if missing:
+            raise ValueError(f"benefits not in the catalog: {', '.join(missing)}")
+        return self
 
 
 def default_document() -> ProgramDocument:

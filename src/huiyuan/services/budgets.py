@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from huiyuan.db import points_repo
 from huiyuan.db.audit_repo import record_audit
-from huiyuan.domain.errors import PointsError, conflict, invalid
+from huiyuan.domain.errors import AdminError, PointsError, conflict, forbidden, invalid
 from huiyuan.services.context import Services
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
@@ -28,9 +28,10 @@ def _slice_of(member_id: str) -> int:
 
 
 def take(conn: Connection, program_id: str, store_id: str, member_id: str, points: int) -> bool:
-    """Take ``points`` from the store's budget; False (nothing taken) if it holds too few."""
-    points_repo.ensure_budget_slices(conn, program_id, store_id, SLICES)
-    if points_repo.take_from_slice(conn, program_id, store_id, _slice_of(member_id), points):
+    """Take ``points`` from the store's budget; False (nothing taken) if it holds too few.
+
+    A store without a budget has no slices, and so nothing to take."""
+    if points_repo.take_from_free_slice(conn, program_id, store_id, _slice_of(member_id), points):
         return True
     slices = points_repo.lock_all_slices(conn, program_id, store_id)
     if sum(int(s.remaining) for s in slices) < points:
@@ -66,7 +67,7 @@ def purchase_budget(
     """Record a store buying ``points`` platform points for ``paid_fen`` (platform admin)."""
     principal.require(Scope.ADMIN)
     if not principal.is_platform:
-        raise conflict(PointsError.NOT_A_STORE, "only the platform sells points budgets")
+        raise forbidden(AdminError.SCOPE_MISSING, "only the platform sells points budgets")
     if points <= 0:
         raise invalid(PointsError.BUDGET_EXHAUSTED, "points must be positive", field="points")
     with svc.uow() as tx:
@@ -127,6 +128,6 @@ def _budget_view(conn: Connection, store_id: str) -> dict[str, Any]:
 def budget_of(svc: Services, principal: Principal, store_id: str) -> dict[str, Any]:
     principal.require(Scope.READ)
     if not principal.is_platform and principal.owner_id != store_id:
-        raise conflict(PointsError.NOT_A_STORE, "a store sees only its own budget")
+        raise forbidden(AdminError.SCOPE_MISSING, "a store sees only its own budget")
     with svc.engine.connect() as conn:
         return _budget_view(conn, store_id)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Row
 from huiyuan.db import members_repo, orders_repo
 from huiyuan.domain.business_time import business_day
 from huiyuan.domain.errors import EventError, MemberError, conflict, invalid
+from huiyuan.domain.growth import GrowthKind
 from huiyuan.domain.orders import (
     OrderFacts,
     OrderLine,
@@ -31,8 +32,10 @@ from huiyuan.domain.orders import (
     check_same_store,
 )
 from huiyuan.domain.phone import normalize_phone
+from huiyuan.domain.points import Trigger
 from huiyuan.schemas import events as ev_schema
 from huiyuan.schemas.validation import ValidEvent
+from huiyuan.services import growth_events, memberships, points_events, wallet
 from huiyuan.services.context import PLATFORM_OWNER, Services
 
 Effect = dict[str, Any]
@@ -61,6 +64,10 @@ def order_key(order_id: str) -> str:
 
 def review_key(review_id: str) -> str:
     return f"review:{review_id}"
+
+
+def membership_key(purchase_id: str) -> str:
+    return f"membership:{purchase_id}"
 
 
 def member_key(member_id: str) -> str:
@@ -158,17 +165,26 @@ def on_registered(ctx: Context, event: ValidEvent) -> Applied:
         extra = {"registered_at": event.occurred_at}
     if not effects:
         effects.append({"kind": "member.already_registered"})
-    return Applied(effects + apply_profile(ctx, event, extra))
+    effects += apply_profile(ctx, event, extra)
+    actor = _actor(ctx, event)
+    if any(e["kind"] == "member.registered" for e in effects):
+        effects += points_events.on_action(ctx.svc, ctx.conn, event, Trigger.REGISTRATION, actor)
+        effects += growth_events.on_action(ctx.svc, ctx.conn, event, GrowthKind.REGISTRATION, actor)
+    effects += growth_events.on_profile(ctx.svc, ctx.conn, event, actor)
+    return Applied(effects)
 
 
 def on_updated(ctx: Context, event: ValidEvent) -> Applied:
-    return Applied(apply_profile(ctx, event, {}))
+    effects = apply_profile(ctx, event, {})
+    effects += growth_events.on_profile(ctx.svc, ctx.conn, event, _actor(ctx, event))
+    return Applied(effects)
 
 
 def on_login(ctx: Context, event: ValidEvent) -> Applied:
     day = business_day(event.occurred_at, ctx.svc.settings.zone)
     members_repo.record_login(ctx.conn, ctx.member.member_id, day, event.occurred_at)
-    return Applied([{"kind": "login.recorded", "business_day": day.isoformat()}])
+    growth = growth_events.on_login(ctx.svc, ctx.conn, event, _actor(ctx, event))
+    return Applied([{"kind": "login.recorded", "business_day": day.isoformat()}, *growth])
 
 
 # ---------------------------------------------------------------- orders
@@ -256,7 +272,9 @@ def on_order_paid(ctx: Context, event: ValidEvent) -> Applied:
     ]
     orders_repo.insert_order(ctx.conn, order, items)
     effect = {"kind": "order.recorded", "order_id": data.order_id, "amount": data.amount}
-    return Applied([effect], satisfies=[order_key(data.order_id)])
+    points = points_events.on_order_paid(ctx.svc, ctx.conn, event, data, _actor(ctx, event))
+    points += memberships.mark_benefit_used(ctx.svc, ctx.conn, event.member_id, event.occurred_at)
+    return Applied([effect, *points], satisfies=[order_key(data.order_id)])
 
 
 def on_order_completed(ctx: Context, event: ValidEvent) -> Applied:
@@ -267,7 +285,11 @@ def on_order_completed(ctx: Context, event: ValidEvent) -> Applied:
     orders_repo.set_order_status(
         ctx.conn, data.order_id, {"status": "completed", "completed_at": event.occurred_at}
     )
-    return Applied([{"kind": "order.completed", "order_id": data.order_id}])
+    row = points_events.order_row(ctx.conn, data.order_id)
+    actor = _actor(ctx, event)
+    points = points_events.on_order_completed(ctx.svc, ctx.conn, event, row, actor)
+    growth = growth_events.on_order_completed(ctx.svc, ctx.conn, event, row, actor)
+    return Applied([{"kind": "order.completed", "order_id": data.order_id}, *points, *growth])
 
 
 def on_order_cancelled(ctx: Context, event: ValidEvent) -> Applied:
@@ -278,7 +300,9 @@ def on_order_cancelled(ctx: Context, event: ValidEvent) -> Applied:
     orders_repo.set_order_status(
         ctx.conn, data.order_id, {"status": "cancelled", "cancelled_at": event.occurred_at}
     )
-    return Applied([{"kind": "order.cancelled", "order_id": data.order_id}])
+    row = points_events.order_row(ctx.conn, data.order_id)
+    points = points_events.on_order_cancelled(ctx.svc, ctx.conn, event, row, _actor(ctx, event))
+    return Applied([{"kind": "order.cancelled", "order_id": data.order_id}, *points])
 
 
 def on_order_refunded(ctx: Context, event: ValidEvent) -> Applied:
@@ -322,7 +346,20 @@ def on_order_refunded(ctx: Context, event: ValidEvent) -> Applied:
         "amount": data.amount,
         "refunded_total": order.refunded_amount + data.amount,
     }
-    return Applied([effect])
+    row = points_events.order_row(ctx.conn, data.order_id)
+    points = points_events.on_order_refunded(
+        ctx.svc,
+        ctx.conn,
+        event,
+        row,
+        int(row.refunded_amount),
+        data.refund_id,
+        _actor(ctx, event),
+    )
+    points += growth_events.on_order_refunded(
+        ctx.svc, ctx.conn, event, row, data.refund_id, _actor(ctx, event)
+    )
+    return Applied([effect, *points])
 
 
 # ---------------------------------------------------------------- reviews and the rest
@@ -350,7 +387,17 @@ def on_review_approved(ctx: Context, event: ValidEvent) -> Applied:
         },
     )
     effect = {"kind": "review.recorded", "review_id": data.review_id}
-    return Applied([effect], satisfies=[review_key(data.review_id)])
+    actor = _actor(ctx, event)
+    subject = f"review:{data.review_id}"
+    points = points_events.on_action(
+        ctx.svc, ctx.conn, event, Trigger.REVIEW, actor, subject=subject
+    )
+    if data.has_photos:
+        points += points_events.on_action(
+            ctx.svc, ctx.conn, event, Trigger.PHOTO_REVIEW, actor, subject=subject
+        )
+    points += growth_events.on_review_approved(ctx.svc, ctx.conn, event, data, actor)
+    return Applied([effect, *points], satisfies=[review_key(data.review_id)])
 
 
 def on_review_deleted(ctx: Context, event: ValidEvent) -> Applied:
@@ -366,8 +413,101 @@ def on_review_deleted(ctx: Context, event: ValidEvent) -> Applied:
         )
     if review.deleted_at is None:
         orders_repo.delete_review(ctx.conn, data.review_id, event.occurred_at)
-        return Applied([{"kind": "review.deleted", "review_id": data.review_id}])
+        actor = _actor(ctx, event)
+        growth = growth_events.on_review_deleted(ctx.svc, ctx.conn, event, data.review_id, actor)
+        growth += points_events.take_back_subject(
+            ctx.svc, ctx.conn, event, f"review:{data.review_id}", 1, 1, actor
+        )
+        return Applied([{"kind": "review.deleted", "review_id": data.review_id}, *growth])
     return Applied([{"kind": "review.already_deleted", "review_id": data.review_id}])
+
+
+def on_shared(ctx: Context, event: ValidEvent) -> Applied:
+    actor = _actor(ctx, event)
+    points = points_events.on_action(ctx.svc, ctx.conn, event, Trigger.SHARE, actor)
+    points += growth_events.on_action(ctx.svc, ctx.conn, event, GrowthKind.SHARE, actor)
+    return Applied([{"kind": "share.recorded"}, *points])
+
+
+def on_signed_in(ctx: Context, event: ValidEvent) -> Applied:
+    """Daily sign-in (签到): once per business day, with a running streak."""
+    day = business_day(event.occurred_at, ctx.svc.settings.zone)
+    streak = members_repo.record_signin(ctx.conn, ctx.member.member_id, day, event.occurred_at)
+    if streak is None:
+        return Applied([{"kind": "sign_in.already_today", "business_day": day.isoformat()}])
+    data = event.data
+    assert isinstance(data, ev_schema.MemberSignedIn)
+    channel = data.channel.value if data.channel else None
+    points = points_events.on_action(
+        ctx.svc, ctx.conn, event, Trigger.SIGN_IN, _actor(ctx, event), channel
+    )
+    points += growth_events.on_action(
+        ctx.svc, ctx.conn, event, GrowthKind.SIGN_IN, _actor(ctx, event)
+    )
+    effect = {"kind": "sign_in.recorded", "business_day": day.isoformat(), "streak": streak}
+    return Applied([effect, *points])
+
+
+def on_recharged(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.WalletRecharged)
+    actor = _actor(ctx, event)
+    program = wallet.wallet_program(ctx.svc, ctx.conn, event.store_id)
+    book = wallet.open_book(ctx.svc, ctx.conn, program, event.member_id, event.occurred_at, actor)
+    effect = book.recharge(data.recharge_id, data.amount)
+    channel = data.channel.value if data.channel else None
+    points = points_events.on_action(
+        ctx.svc,
+        ctx.conn,
+        event,
+        Trigger.RECHARGE,
+        actor,
+        channel,
+        subject=f"recharge:{data.recharge_id}",
+    )
+    points += growth_events.on_metric_event(ctx.svc, ctx.conn, event, actor)
+    return Applied([effect, *points])
+
+
+def on_recharge_refunded(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.WalletRechargeRefunded)
+    program = wallet.wallet_program(ctx.svc, ctx.conn, event.store_id)
+    actor = _actor(ctx, event)
+    book = wallet.open_book(ctx.svc, ctx.conn, program, event.member_id, event.occurred_at, actor)
+    effect = book.refund_recharge(data.recharge_id, data.refund_id, data.amount)
+    points = points_events.take_back_subject(
+        ctx.svc,
+        ctx.conn,
+        event,
+        f"recharge:{data.recharge_id}",
+        effect["refunded_total"],
+        effect["recharged"],
+        actor,
+    )
+    growth = growth_events.on_metric_event(ctx.svc, ctx.conn, event, actor)
+    return Applied([effect, *points, *growth])
+
+
+def on_membership_purchased(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.MembershipPurchased)
+    effects = memberships.on_membership_purchased(
+        ctx.svc, ctx.conn, event, data, _actor(ctx, event)
+    )
+    return Applied(effects, satisfies=[membership_key(data.purchase_id)])
+
+
+def on_membership_refunded(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.MembershipRefunded)
+    return Applied(
+        memberships.on_membership_refunded(ctx.svc, ctx.conn, event, data, _actor(ctx, event))
+    )
+
+
+def _actor(ctx: Context, event: ValidEvent) -> str:
+    return f"event:{ctx.sender}/{event.id}"[:200]
 
 
 def on_recorded(ctx: Context, event: ValidEvent) -> Applied:
@@ -385,9 +525,12 @@ HANDLERS: dict[str, Handler] = {
     "order.refunded": on_order_refunded,
     "review.approved": on_review_approved,
     "review.deleted": on_review_deleted,
-    "content.shared": on_recorded,
-    "wallet.recharged": on_recorded,
-    "membership.purchased": on_recorded,
+    "content.shared": on_shared,
+    "member.signed_in": on_signed_in,
+    "wallet.recharged": on_recharged,
+    "wallet.recharge_refunded": on_recharge_refunded,
+    "membership.purchased": on_membership_purchased,
+    "membership.refunded": on_membership_refunded,
 }
 
 
@@ -401,6 +544,9 @@ def missing_prerequisite(conn: Connection, event: ValidEvent) -> str | None:
     if isinstance(data, ev_schema.OrderRef | ev_schema.OrderRefunded):
         present = orders_repo.order_exists(conn, data.order_id)
         return None if present else order_key(data.order_id)
+    if isinstance(data, ev_schema.MembershipRefunded):
+        present = memberships.purchase_recorded(conn, event.member_id, data.purchase_id)
+        return None if present else membership_key(data.purchase_id)
     if isinstance(data, ev_schema.ReviewDeleted):
         present = orders_repo.get_review(conn, data.review_id) is not None
         return None if present else review_key(data.review_id)
@@ -411,6 +557,7 @@ WAITING_DESCRIPTIONS = {
     "order": "order.paid of order {}",
     "review": "review.approved of review {}",
     "member": "member.registered of member {}",
+    "membership": "membership.purchased of purchase {}",
 }
 
 

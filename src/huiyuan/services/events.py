@@ -247,7 +247,7 @@ def _waiting_for(
 
 
 def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEvent) -> _Result:
-    member = members_repo.lock_member(conn, event.member_id)
+    member, enrolled = members_repo.lock_member_with_programs(conn, event.member_id)
     waiting = _waiting_for(conn, svc, event, member)
     locked: set[str] = set()
     while waiting is not None and waiting not in locked:
@@ -256,7 +256,7 @@ def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEv
         # will find this deferral once it commits. Without this a deferral could be stranded.
         events_repo.lock_waiting_key(conn, waiting)
         locked.add(waiting)
-        member = members_repo.lock_member(conn, event.member_id)
+        member, enrolled = members_repo.lock_member_with_programs(conn, event.member_id)
         waiting = _waiting_for(conn, svc, event, member)
     if waiting is not None:
         body = _body(event, "deferred")
@@ -268,10 +268,12 @@ def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEv
     satisfies: list[str] = []
     if member is None:
         member, created = _create_member(conn, svc, event)
+        # A concurrent first event may have created and enrolled the member meanwhile.
+        enrolled = members_repo.enrolled_program_ids(conn, event.member_id)
         if created:  # else a concurrent event created the member a moment ago
             effects.append({"kind": "member.created"})
             satisfies.append(member_key(event.member_id))
-    effects += _enroll(conn, svc, event)
+    effects += _enroll(conn, svc, event, enrolled)
     applied: Applied = handler_for(event.type)(Context(svc, conn, sender, member), event)
     body = _body(event, "applied")
     body["effects"] = effects + applied.effects
@@ -306,11 +308,12 @@ def _create_member(conn: Connection, svc: Services, event: ValidEvent) -> tuple[
     return member, created
 
 
-def _enroll(conn: Connection, svc: Services, event: ValidEvent) -> list[dict[str, Any]]:
+def _enroll(
+    conn: Connection, svc: Services, event: ValidEvent, have: set[str]
+) -> list[dict[str, Any]]:
     """Enroll the member in the platform's programs and, for a store's event, the store's."""
     owners = [PLATFORM_OWNER] if event.store_id is None else [PLATFORM_OWNER, event.store_id]
     wanted = svc.directory.programs_of(conn, owners)
-    have = members_repo.enrolled_program_ids(conn, event.member_id)
     missing = [p for p in wanted if p not in have]
     if not missing:
         return []

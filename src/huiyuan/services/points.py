@@ -16,7 +16,7 @@ from huiyuan.db import members_repo, points_repo
 from huiyuan.db.audit_repo import record_audit
 from huiyuan.db.tables import point_entries, point_lots, point_txns
 from huiyuan.domain.errors import MemberError, PointsError, conflict, forbidden, not_found
-from huiyuan.domain.points import Award
+from huiyuan.domain.points import Award, max_deduction_points
 from huiyuan.schemas.validation import body_hash
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.owners import PLATFORM_PROGRAM
@@ -89,10 +89,22 @@ def reserve(
     order_id: str | None,
     program_id: str | None,
     ttl_seconds: int | None,
+    order_amount: int | None = None,
 ) -> dict[str, Any]:
-    """Hold points for a checkout until captured by ``order.paid``, released, or lapsed."""
+    """Hold points for a checkout until captured by ``order.paid``, released, or lapsed.
+
+    With ``order_amount`` (the order's value before the deduction) the hold is checked against
+    the program's maximum share of an order at once; the capture checks it in any case.
+    """
     who.require(Scope.WRITE)
-    digest = body_hash({"amount": amount, "order_id": order_id, "member_id": member_id})
+    digest = body_hash(
+        {
+            "amount": amount,
+            "order_id": order_id,
+            "member_id": member_id,
+            "order_amount": order_amount,
+        }
+    )
     with svc.uow() as tx:
         conn = tx.conn
         program = _program(svc, conn, who, program_id)
@@ -110,6 +122,14 @@ def reserve(
             raise conflict(
                 PointsError.BELOW_MINIMUM_UNIT,
                 f"points are used in multiples of {units}",
+                field="amount",
+            )
+        redemption = policy.redemption.to_domain()
+        if order_amount is not None and amount > max_deduction_points(redemption, order_amount):
+            raise conflict(
+                PointsError.DEDUCTION_EXCEEDS_SHARE,
+                f"an order of {order_amount} fen may use at most "
+                f"{max_deduction_points(redemption, order_amount)} points",
                 field="amount",
             )
         book.hold(amount)

@@ -69,11 +69,35 @@ class PointsBook:
         self.at = at
         self.actor = actor
         self.owner_id = owner_id  # the program's owner: issuer of points no store funds
-        row = points_repo.lock_account(conn, self.program_id, member_id, svc.now())
-        self.available = int(row.available)
-        self.pending = int(row.pending)
-        self.reserved = int(row.reserved)
-        self.debt = int(row.debt)
+        self._balances: dict[str, int] | None = None
+
+    def balances(self) -> dict[str, int]:
+        """The member's balance row, locked (and created) on first use: a book that finds
+        nothing to do never touches it."""
+        if self._balances is None:
+            row = points_repo.lock_account(
+                self.conn, self.program_id, self.member_id, self.svc.now()
+            )
+            self._balances = {
+                k: int(getattr(row, k)) for k in ("available", "pending", "reserved", "debt")
+            }
+        return self._balances
+
+    @property
+    def available(self) -> int:
+        return self.balances()["available"]
+
+    @property
+    def pending(self) -> int:
+        return self.balances()["pending"]
+
+    @property
+    def reserved(self) -> int:
+        return self.balances()["reserved"]
+
+    @property
+    def debt(self) -> int:
+        return self.balances()["debt"]
 
     @property
     def spendable(self) -> int:
@@ -156,6 +180,7 @@ class PointsBook:
             if leg.account == "member":
                 delta[leg.bucket] += leg.amount
         if any(delta.values()):
+            balances = self.balances()
             # The debt column holds what is owed: the negative of the debt bucket.
             points_repo.move_balances(
                 self.conn,
@@ -166,15 +191,16 @@ class PointsBook:
                 pending=delta["pending"],
                 debt=-delta["debt"],
             )
-            self.available += delta["available"]
-            self.pending += delta["pending"]
-            self.debt -= delta["debt"]
+            balances["available"] += delta["available"]
+            balances["pending"] += delta["pending"]
+            balances["debt"] -= delta["debt"]
 
     def _hold(self, amount: int) -> None:
+        balances = self.balances()
         points_repo.move_balances(
             self.conn, self.program_id, self.member_id, self.svc.now(), reserved=amount
         )
-        self.reserved += amount
+        balances["reserved"] += amount
 
     # ------------------------------------------------------------ earning
 
@@ -272,11 +298,7 @@ class PointsBook:
         )
         if txn_id is None:
             return False
-        points_repo.update_lot(
-            self.conn,
-            lot.id,
-            {"status": "active", "released_at": at, "expires_at": self._expiry(at)},
-        )
+        points_repo.release_lot(self.conn, lot.id, at, self._expiry(at))
         legs = [
             Leg("member", "pending", -lot.remaining, lot.id),
             *self._into_available(txn_id, lot.id, lot.remaining),
@@ -295,14 +317,11 @@ class PointsBook:
         *,
         counter_account: str,
         order_id: str | None = None,
-        allow_reserved: int = 0,
         occurred_at: datetime | None = None,
     ) -> int | None:
-        """Spend ``amount`` from the lots, oldest expiry first; 409 if not enough is free.
-
-        ``allow_reserved`` lets a capture use the points its own reservation holds.
-        """
-        free = self.spendable + allow_reserved
+        """Spend ``amount`` from the lots, oldest expiry first; 409 if not enough is free
+        (points held for a checkout are not free)."""
+        free = self.spendable
         if amount > free:
             raise conflict(
                 PointsError.INSUFFICIENT_POINTS,
@@ -328,7 +347,7 @@ class PointsBook:
         plan: list[tuple[int, int]] = []
         if first_lot is not None:
             own = next((lot for lot in lots if lot.lot_id == first_lot), None)
-            if own is not None and own.remaining:
+            if own is not None and own.remaining and amount:  # a draw of 0 is no draw
                 take = min(own.remaining, amount)
                 plan.append((own.lot_id, take))
                 lots = [lot for lot in lots if lot.lot_id != first_lot]
@@ -390,7 +409,9 @@ class PointsBook:
                         "clawed": 0,
                         "absorbed": 0,
                         "status": "active",
-                        "order_id": order_id,
+                        # Not the order's: a reissued lot gives back a redemption, it was not
+                        # earned by the order, so the order's later refunds must not claw it.
+                        "order_id": None,
                         "rule_id": None,
                         "txn_id": txn_id,
                         "earned_at": at,
@@ -414,20 +435,24 @@ class PointsBook:
 
     # ------------------------------------------------------------ refunds of earned points
 
-    def take_back(self, lot: Any, due: int, idem_key: str, reason: Reason, at: datetime) -> int:
-        """Take back ``due`` points of a lot after a refund; returns the points taken back.
+    def take_back(
+        self, lot: Any, due: int, idem_key: str, reason: Reason, at: datetime
+    ) -> tuple[int, int]:
+        """Take back ``due`` points of a lot after a refund; returns ``(taken, recovered)``:
+        the points taken back (0 on a replay) and the part of them actually recovered from the
+        member (the rest became debt or was written off).
 
         Pending points are cancelled. Released points come from the lot itself, then from the
         member's other points; a lot whose remainder expired counts that lapse as taken back;
         what the member cannot cover becomes debt or is written off, per the program.
         """
         if due <= 0:
-            return 0
+            return 0, 0
         txn_id = self.open_txn(
             "clawback", idem_key, reason, order_id=lot.order_id, rule_id=lot.rule_id, occurred_at=at
         )
         if txn_id is None:
-            return 0
+            return 0, 0
         issuer_account = issued(lot.issuer)
         legs: list[Leg] = [Leg(issuer_account, "total", due, lot.id)]
         values: dict[str, Any] = {"clawed": lot.clawed + due}
@@ -459,7 +484,10 @@ class PointsBook:
                     legs.append(Leg(WRITTEN_OFF, "total", -left, lot.id))
         points_repo.update_lot(self.conn, lot.id, values)
         self.write_legs(txn_id, legs, at)
-        return due
+        uncovered = -sum(leg.amount for leg in legs if leg.bucket == "debt") - sum(
+            leg.amount for leg in legs if leg.account == WRITTEN_OFF
+        )
+        return due, due - uncovered
 
     def _lapsed(self, lot: Any) -> int:
         return points_repo.drawn_from_lot(self.conn, lot.id, "expire")

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from huiyuan.db import orders_repo, points_repo
+from huiyuan.db import orders_repo, points_repo, tiers_repo
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import PointsError, conflict
 from huiyuan.services import budgets
@@ -52,12 +52,18 @@ def _history(book: PointsBook, rules: Any, at: datetime) -> dp.History:
     local = at.astimezone(zone)
     day_start = datetime.combine(local.date(), time(0), tzinfo=zone)
     month_start = day_start.replace(day=1)
-    return dp.History(
-        today=points_repo.earned_since(book.conn, book.program_id, book.member_id, day_start),
-        this_month=points_repo.earned_since(
-            book.conn, book.program_id, book.member_id, month_start
-        ),
+    today, this_month = points_repo.earned_today_and_month(
+        book.conn, book.program_id, book.member_id, day_start, month_start
     )
+    return dp.History(today=today, this_month=this_month)
+
+
+def _tier(book: PointsBook, rules: Any) -> str | None:
+    """The member's tier in the book's program, looked up only if a rule depends on it."""
+    if not any(r.conditions.tiers for r in rules):
+        return None
+    row = tiers_repo.get_member_tier(book.conn, book.program_id, book.member_id)
+    return None if row is None else str(row.tier_id)
 
 
 def _grant(
@@ -69,6 +75,12 @@ def _grant(
     order_id: str | None,
     at: datetime,
 ) -> Effect:
+    if points_repo.find_txn(book.conn, book.program_id, idem_key) is not None:
+        return {
+            "kind": "points.already_credited",
+            "program_id": book.program_id,
+            "rule_id": award.rule_id,
+        }
     if award.funded_by and not budgets.take(
         book.conn, book.program_id, award.funded_by, book.member_id, award.points
     ):
@@ -119,7 +131,11 @@ def on_order_paid(
             order_number or 1,
         )
         awards = dp.order_awards(
-            rules, book.config.multipliers, view, tier=None, history=_history(book, rules, at)
+            rules,
+            book.config.multipliers,
+            view,
+            tier=_tier(book, [*rules, *book.config.multipliers]),
+            history=_history(book, rules, at),
         )
         for award in awards:
             key = f"earn:{data.order_id}:{award.rule_id}"
@@ -133,6 +149,8 @@ def _capture_for_order(
     conn = book.conn
     if reservation_id is not None and book.program_id != PLATFORM_PROGRAM:
         return []  # a named reservation belongs to the platform's points
+    if reservation_id is None and book.reserved == 0:
+        return []  # nothing is held, so no hold can be waiting for this order
     row = (
         points_repo.get_reservation(conn, book.program_id, reservation_id)
         if reservation_id is not None
@@ -154,7 +172,18 @@ def _capture_for_order(
         )
     if row.status == "captured":
         return [{"kind": "points.already_captured", "reservation_id": row.reservation_id}]
-    held = int(row.amount) if row.status == "held" else 0
+    redemption = book.config.document.points.redemption.to_domain()
+    deduction_fen = int(row.amount) * redemption.fen_per_point
+    if int(row.amount) > dp.max_deduction_points(redemption, order_amount + deduction_fen):
+        raise conflict(
+            PointsError.DEDUCTION_EXCEEDS_SHARE,
+            f"points may pay at most {redemption.max_order_share:%} of an order",
+            field="data.points_reservation_id",
+        )
+    if row.status == "held":
+        # Lift the hold first: the balance row requires reserved <= available at every
+        # statement, and the spend below lowers available by what the hold covered.
+        book.unhold(int(row.amount))
     reason = Reason(f"订单 {order_id} 积分抵扣", f"order {order_id}: points deduction")
     txn_id = book.draw(
         "capture",
@@ -163,10 +192,7 @@ def _capture_for_order(
         reason,
         counter_account=REDEEMED,
         order_id=order_id,
-        allow_reserved=held,
     )
-    if held:
-        book.unhold(held)
     points_repo.set_reservation(
         conn,
         book.program_id,
@@ -241,9 +267,11 @@ def on_order_refunded(
                 f"order {order.order_id} refund {refund_id}: points taken back",
             )
             was_pending = lot.status == "pending"
-            taken = book.take_back(lot, due, f"clawback:{lot.id}:{refund_id}", reason, at)
-            if taken and lot.issuer != book.owner_id:
-                budgets.give_back(conn, book.program_id, lot.issuer, book.member_id, taken)
+            taken, recovered = book.take_back(
+                lot, due, f"clawback:{lot.id}:{refund_id}", reason, at
+            )
+            if recovered and lot.issuer != book.owner_id:
+                budgets.give_back(conn, book.program_id, lot.issuer, book.member_id, recovered)
             if taken:
                 effects.append(
                     {
@@ -309,8 +337,14 @@ def on_action(
     trigger: dp.Trigger,
     actor: str,
     channel: str | None = None,
+    subject: str | None = None,
 ) -> list[Effect]:
-    """Fixed points for an action (registration, sign-in, review, share, recharge)."""
+    """Fixed points for an action (registration, sign-in, review, share, recharge).
+
+    ``subject`` (``review:<id>``, ``recharge:<id>``) keys the points to what earned them, so
+    deleting the review or refunding the recharge can take them back; otherwise the sending
+    event keys them.
+    """
     effects = []
     at = event.occurred_at
     for book in _books(svc, conn, event.member_id, event.store_id, at, actor):
@@ -323,11 +357,11 @@ def on_action(
             at=at,
             store=event.store_id,
             channel=channel,
-            tier=None,
+            tier=_tier(book, rules),
             history=_history(book, rules, at),
         )
         for award in awards:
-            key = f"action:{event.id}:{award.rule_id}"
+            key = f"{subject or 'action:' + actor}:{award.rule_id}"
             effects.append(_grant(book, award, key, pending=False, order_id=None, at=at))
     return effects
 
@@ -336,3 +370,36 @@ def order_row(conn: Connection, order_id: str) -> Row[Any]:
     row = orders_repo.lock_order(conn, order_id)
     assert row is not None
     return row
+
+
+def take_back_subject(
+    svc: Services,
+    conn: Connection,
+    event: Any,
+    subject: str,
+    share_num: int,
+    share_den: int,
+    actor: str,
+) -> list[Effect]:
+    """Take back (``share_num/share_den`` of) the points an action subject earned: a deleted
+    review's (1/1) or a refunded recharge's (refunded/recharged, on running totals)."""
+    effects: list[Effect] = []
+    for book in _books(svc, conn, event.member_id, event.store_id, event.occurred_at, actor):
+        for lot in points_repo.lots_of_subject(conn, book.program_id, book.member_id, subject):
+            due = dp.clawback_due(int(lot.amount), int(lot.clawed), share_num, share_den)
+            reason = Reason(f"{subject} 撤销，扣回积分", f"{subject} reversed: points taken back")
+            taken, recovered = book.take_back(
+                lot, due, f"takeback:{lot.id}:{event.id}", reason, event.occurred_at
+            )
+            if recovered and lot.issuer != book.owner_id:
+                budgets.give_back(conn, book.program_id, lot.issuer, book.member_id, recovered)
+            if taken:
+                effects.append(
+                    {
+                        "kind": "points.clawed_back",
+                        "program_id": book.program_id,
+                        "lot_id": lot.id,
+                        "points": due,
+                    }
+                )
+    return effects

@@ -27,6 +27,10 @@ from huiyuan.db.tables import (
     point_lots,
     point_reservations,
     point_txns,
+    wallet_accounts,
+    wallet_entries,
+    wallet_recharges,
+    wallet_txns,
 )
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.points_book import EXPIRED, PointsBook
@@ -220,59 +224,56 @@ def sweep_reservations(svc: Services, now: datetime | None = None, limit: int = 
     return len(rows)
 
 
-def remind_expiring(svc: Services, now: datetime | None = None, lead_days: int = 30) -> int:
-    """Queue one "points expiring soon" message per member for lots expiring within the lead
-    time and not reminded yet; returns messages queued."""
+def remind_expiring(svc: Services, now: datetime | None = None) -> int:
+    """Queue one "points expiring soon" message per member and program for lots expiring
+    within the program's ``expiry.reminder_days`` and not reminded yet; returns messages."""
     now = now or svc.now()
-    horizon = now + timedelta(days=lead_days)
+    queued = 0
     with svc.uow() as tx:
         conn = tx.conn
-        rows = conn.execute(
-            select(
-                point_lots.c.program_id,
-                point_lots.c.member_id,
-                func.sum(point_lots.c.remaining),
-                func.min(point_lots.c.expires_at),
-            )
-            .where(
+        program_ids = conn.execute(select(point_lots.c.program_id).distinct()).scalars().all()
+        for program_id in program_ids:
+            lead = svc.configs.at(conn, program_id, now).document.points.expiry.reminder_days
+            if lead == 0:
+                continue
+            due = (
+                point_lots.c.program_id == program_id,
                 point_lots.c.status == "active",
                 point_lots.c.remaining > 0,
                 point_lots.c.reminded_at.is_(None),
                 point_lots.c.expires_at > now,
-                point_lots.c.expires_at <= horizon,
+                point_lots.c.expires_at <= now + timedelta(days=lead),
             )
-            .group_by(point_lots.c.program_id, point_lots.c.member_id)
-        ).all()
-        enqueue(
-            conn,
-            [
-                {
-                    "topic": "points.expiring_soon",
-                    "key": member_id,
-                    "payload": {
-                        "program_id": program_id,
-                        "member_id": member_id,
-                        "points": int(points),
-                        "first_expires_at": first.isoformat(),
-                    },
-                    "created_at": now,
-                }
-                for program_id, member_id, points, first in rows
-            ],
-        )
-        conn.execute(
-            update(point_lots)
-            .where(
-                point_lots.c.status == "active",
-                point_lots.c.remaining > 0,
-                point_lots.c.reminded_at.is_(None),
-                point_lots.c.expires_at > now,
-                point_lots.c.expires_at <= horizon,
+            rows = conn.execute(
+                select(
+                    point_lots.c.member_id,
+                    func.sum(point_lots.c.remaining),
+                    func.min(point_lots.c.expires_at),
+                )
+                .where(*due)
+                .group_by(point_lots.c.member_id)
+            ).all()
+            enqueue(
+                conn,
+                [
+                    {
+                        "topic": "points.expiring_soon",
+                        "key": member_id,
+                        "payload": {
+                            "program_id": program_id,
+                            "member_id": member_id,
+                            "points": int(points),
+                            "first_expires_at": first.isoformat(),
+                        },
+                        "created_at": now,
+                    }
+                    for member_id, points, first in rows
+                ],
             )
-            .values(reminded_at=now)
-        )
+            conn.execute(update(point_lots).where(*due).values(reminded_at=now))
+            queued += len(rows)
         tx.commit()
-    return len(rows)
+    return queued
 
 
 # ---------------------------------------------------------------- reconciliation
@@ -369,7 +370,59 @@ def reconcile(svc: Services) -> Reconciliation:
         report.transactions = int(
             conn.execute(select(func.count()).select_from(point_txns)).scalar_one()
         )
+        _reconcile_wallets(conn, report)
     return report
+
+
+def _reconcile_wallets(conn: Any, report: Reconciliation) -> None:
+    """Wallet balances against their entries, cumulative recharge against the recharges, and
+    every wallet transaction balanced."""
+    sums: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    for program, member, bucket, total in conn.execute(
+        select(
+            wallet_entries.c.program_id,
+            wallet_entries.c.member_id,
+            wallet_entries.c.bucket,
+            func.sum(wallet_entries.c.amount),
+        )
+        .where(wallet_entries.c.account == "member")
+        .group_by(wallet_entries.c.program_id, wallet_entries.c.member_id, wallet_entries.c.bucket)
+    ):
+        sums[(program, member)][bucket] = int(total)
+    recharged: dict[tuple[str, str], int] = defaultdict(int)
+    for program, member, total in conn.execute(
+        select(
+            wallet_recharges.c.program_id,
+            wallet_recharges.c.member_id,
+            func.sum(wallet_recharges.c.principal - wallet_recharges.c.refunded),
+        ).group_by(wallet_recharges.c.program_id, wallet_recharges.c.member_id)
+    ):
+        recharged[(program, member)] = int(total)
+    for account in conn.execute(select(wallet_accounts)):
+        report.accounts += 1
+        key = (account.program_id, account.member_id)
+        subject = f"wallet {account.program_id}/{account.member_id}"
+        checks = [
+            ("wallet_principal_vs_entries", sums[key].get("principal", 0), account.principal),
+            ("wallet_bonus_vs_entries", sums[key].get("bonus", 0), account.bonus),
+            ("wallet_recharged_vs_recharges", recharged[key], account.recharged_total),
+        ]
+        report.drifts += [
+            Drift(kind, subject, expected, int(found))
+            for kind, expected, found in checks
+            if expected != found
+        ]
+    for txn_id, total in conn.execute(
+        select(wallet_entries.c.txn_id, func.sum(wallet_entries.c.amount))
+        .group_by(wallet_entries.c.txn_id)
+        .having(func.sum(wallet_entries.c.amount) != 0)
+    ):
+        report.drifts.append(
+            Drift("unbalanced_wallet_transaction", f"wallet txn {txn_id}", 0, int(total))
+        )
+    report.transactions += int(
+        conn.execute(select(func.count()).select_from(wallet_txns)).scalar_one()
+    )
 
 
 def liability(svc: Services) -> list[dict[str, Any]]:

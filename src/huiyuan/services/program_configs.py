@@ -57,6 +57,7 @@ class ProgramConfigs:
         self._lock = threading.Lock()
         self._loaded_at = -1e18
         self._versions: dict[str, list[ProgramConfig]] = {}
+        self._defaults: dict[str, ProgramConfig] = {}
 
     def invalidate(self) -> None:
         with self._lock:
@@ -84,5 +85,19 @@ class ProgramConfigs:
         starts = [c.effective_from for c in configs if c.effective_from is not None]
         index = bisect.bisect_right(starts, moment) - 1
         if index < 0:
-            return ProgramConfig.compile(program_id, 0, None, default_document())
+            return self._default(program_id)
         return configs[index]
+
+    def _default(self, program_id: str) -> ProgramConfig:
+        """Before a program's first version: the platform earns 1 point per ¥1; a store's own
+        program issues no points until it publishes rules of its own."""
+        config = self._defaults.get(program_id)
+        if config is None:
+            doc = default_document()
+            if program_id != "platform":
+                doc = doc.model_copy(
+                    update={"points": doc.points.model_copy(update={"enabled": False})}
+                )
+            config = ProgramConfig.compile(program_id, 0, None, doc)
+            self._defaults[program_id] = config
+        return config

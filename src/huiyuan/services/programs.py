@@ -17,14 +17,18 @@ from huiyuan.db import owners_repo, programs_repo
 from huiyuan.db.audit_repo import record_audit
 from huiyuan.domain.errors import AdminError, DomainError, ErrorKind, invalid, not_found
 from huiyuan.schemas.program_config import ProgramDocument
-from huiyuan.schemas.validation import problems_from
+from huiyuan.schemas.validation import FieldProblem, field_path
 from huiyuan.services.context import Services
+from huiyuan.services.principals import Principal
 from huiyuan.services.program_configs import ProgramConfig
 
 
 class InvalidDocument(DomainError):
-    def __init__(self, error: ValidationError) -> None:
-        problems = problems_from(error, ("document",))
+    def __init__(self, error: ValidationError, raw: Any = None) -> None:
+        problems = [
+            FieldProblem(field_path(("document", *_json_loc(e["loc"], raw))), e["msg"])
+            for e in error.errors(include_url=False)
+        ]
         first = problems[0]
         super().__init__(
             AdminError.DOCUMENT_INVALID,
@@ -35,11 +39,30 @@ class InvalidDocument(DomainError):
         self.problems = problems
 
 
+def _json_loc(loc: tuple[int | str, ...], raw: Any) -> tuple[int | str, ...]:
+    """The error's location as the document spells it: pydantic puts the tag of a tagged union
+    in the location (``earning[0].per_amount.per_fen``), which the document has no key for."""
+    path: list[int | str] = []
+    node = raw
+    for index, part in enumerate(loc):
+        is_tag = isinstance(node, dict) and part not in node and index < len(loc) - 1
+        if is_tag:
+            continue
+        path.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(path)
+
+
 def parse_document(raw: Any) -> ProgramDocument:
     try:
         return ProgramDocument.model_validate(raw)
     except ValidationError as error:
-        raise InvalidDocument(error) from None
+        raise InvalidDocument(error, raw) from None
 
 
 def apply_document(
@@ -52,6 +75,14 @@ def apply_document(
 ) -> int:
     """Validate and store a new version of a program's document; returns its number."""
     doc = parse_document(raw)
+    funded = [r.id for r in doc.points.earning if r.funded_by]
+    if funded and program_id != "platform":
+        raise invalid(
+            AdminError.DOCUMENT_INVALID,
+            f"rules {', '.join(funded)}: funded_by draws on a store's budget of platform points "
+            "and belongs in the platform's program",
+            field="document.points.earning",
+        )
     now = svc.now()
     effective = effective_from or now
     if effective < now:
@@ -88,8 +119,14 @@ def apply_document(
     return version
 
 
-def list_versions(svc: Services, program_id: str) -> list[dict[str, Any]]:
+def list_versions(
+    svc: Services, program_id: str, who: Principal | None = None
+) -> list[dict[str, Any]]:
+    """Every version of a program's document; a store's key sees only its own programs."""
     with svc.engine.connect() as conn:
+        owner = svc.directory.owner_of(conn, program_id)
+        if owner is None or (who is not None and not who.is_platform and owner != who.owner_id):
+            raise not_found(AdminError.PROGRAM_NOT_FOUND, f"no program {program_id!r}")
         return [
             {
                 "version": r.version,

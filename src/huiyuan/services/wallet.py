@@ -250,6 +250,8 @@ class WalletBook:
             "principal": amount,
             "bonus_taken_back": due,
             "paid_out": payout,
+            "refunded_total": int(row.refunded) + amount,
+            "recharged": int(row.principal),
         }
 
     # ------------------------------------------------------------ spending

@@ -1,0 +1,337 @@
+"""``python -m bench all|pgbench|single|batch|skew|expiry|profile [--quick]``.
+
+Each benchmark prints its progress, then one line of the final table: what was measured, the
+baseline measured in the same run, their ratio and the target ratio (DESIGN.md, "Performance,
+measured as ratios on the same machine"). Nothing here passes or fails on an absolute time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+
+from bench import expiry, ingest, machine, pgbench, scratch
+from bench.report import Result, print_table, say
+
+COMMANDS = ("all", "pgbench", "single", "batch", "skew", "expiry", "profile")
+
+
+@dataclass(frozen=True)
+class Config:
+    pgbench: pgbench.PgbenchSpec
+    members: int
+    workers: int
+    batch_workers: int
+    batch_size: int
+    warmup: float
+    seconds: float
+    zipf_s: float
+    lots: int
+    tag: str = ""
+    admin_url: str = scratch.ADMIN_URL
+    seed_via_service: bool = False
+    baseline_tps: float | None = None  # given instead of measured (iterating only)
+    quick: bool = False
+
+
+FULL = Config(
+    pgbench=pgbench.PgbenchSpec(scale=8, clients=8, threads=2, seconds=15),
+    members=50_000,
+    workers=8,
+    batch_workers=4,
+    batch_size=500,
+    warmup=3.0,
+    seconds=15.0,
+    zipf_s=1.1,
+    lots=1_000_000,
+)
+QUICK = replace(
+    FULL,
+    pgbench=replace(FULL.pgbench, seconds=8),
+    warmup=2.0,
+    seconds=8.0,
+    lots=20_000,
+    quick=True,
+)
+
+
+def parse(argv: list[str]) -> tuple[str, Config]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Huiyuan benchmarks, reported as ratios against baselines of the same run.",
+    )
+    parser.add_argument("command", nargs="?", default="all", choices=COMMANDS)
+    parser.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
+    parser.add_argument("--members", type=int, help="members to spread events over")
+    parser.add_argument("--workers", type=int, help="processes for single and skew")
+    parser.add_argument("--batch-workers", type=int, help="processes for batch")
+    parser.add_argument("--batch-size", type=int, help="events per ingest_batch call")
+    parser.add_argument("--seconds", type=float, help="measuring window of each load")
+    parser.add_argument("--warmup", type=float, help="warm-up before each window")
+    parser.add_argument("--pgbench-seconds", type=int, help="pgbench -T")
+    parser.add_argument("--zipf", type=float, help="Zipf exponent of the skewed load")
+    parser.add_argument("--lots", type=int, help="lots for the expiry benchmark")
+    parser.add_argument(
+        "--baseline-tps",
+        type=float,
+        help="skip pgbench and use this tps (only to iterate quickly; say so when reporting)",
+    )
+    parser.add_argument(
+        "--seed-via-service",
+        action="store_true",
+        help="create the members through ingest_batch instead of cloning one (slow)",
+    )
+    parser.add_argument("--tag", default="", help="suffix of the scratch database names")
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    overrides = {
+        "members": args.members,
+        "workers": args.workers,
+        "batch_workers": args.batch_workers,
+        "batch_size": args.batch_size,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "zipf_s": args.zipf,
+        "lots": args.lots,
+        "tag": args.tag or None,
+        "seed_via_service": args.seed_via_service or None,
+    }
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if args.pgbench_seconds:
+        cfg = replace(cfg, pgbench=replace(cfg.pgbench, seconds=args.pgbench_seconds))
+    if args.baseline_tps:
+        cfg = replace(cfg, baseline_tps=args.baseline_tps)
+    return args.command, cfg
+
+
+class Run:
+    """One invocation: measures the baseline once and shares it between benchmarks."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.results: list[Result] = []
+        self._tps: float | None = cfg.baseline_tps
+        self._tps_watch = machine.Watch()
+        self._uniform: ingest.LoadResult | None = None
+        self._stack = ExitStack()
+        self._template: str | None = None
+
+    def close(self) -> None:
+        self._stack.close()
+
+    # --------------------------------------------------------------- shared pieces
+
+    def tps(self) -> float:
+        if self._tps is None:
+            self._tps, self._tps_watch = pgbench.run(
+                self.cfg.pgbench, self.cfg.tag, self.cfg.admin_url
+            )
+        return self._tps
+
+    def _disturbance(self, result: Result, *watches: machine.Watch | None) -> Result:
+        for watch in watches:
+            if watch is not None and watch.disturbed:
+                result.disturbed = True
+                result.notes.append(f"DISTURBED: {watch.describe()}")
+        return result
+
+    def _baseline_label(self) -> str:
+        spec = self.cfg.pgbench
+        if self.cfg.baseline_tps is not None:
+            return "pgbench tps, given by --baseline-tps"
+        return f"pgbench tps, -c {spec.clients} -j {spec.threads} -T {spec.seconds}"
+
+    def template(self) -> str:
+        if self._template is None:
+            self._template = self._stack.enter_context(
+                ingest.member_template(
+                    self.cfg.members,
+                    self.cfg.tag,
+                    self.cfg.admin_url,
+                    via_service=self.cfg.seed_via_service,
+                )
+            )
+        return self._template
+
+    def load(self, kind: str, label: str, **spec: object) -> ingest.LoadResult:
+        name = scratch.db_name(kind, self.cfg.tag)
+        template = self.template()
+        say(f"{label}: copying the seeded members into {name} …")
+        with scratch.scratch(name, self.cfg.admin_url, template=template) as url:
+            load = ingest.LoadSpec(
+                url=url,
+                members=self.cfg.members,
+                warmup=self.cfg.warmup,
+                seconds=self.cfg.seconds,
+                **spec,  # type: ignore[arg-type]
+            )
+            return ingest.run_load(load, label)
+
+    def uniform(self) -> ingest.LoadResult:
+        if self._uniform is None:
+            self._uniform = self.load("single", "single", workers=self.cfg.workers)
+        return self._uniform
+
+    # --------------------------------------------------------------- benchmarks
+
+    def pgbench(self) -> None:
+        tps = self.tps()
+        result = Result("pgbench TPC-B (baseline)", tps, "tps", tps, self._baseline_label(), 1.0)
+        self.results.append(self._disturbance(result, self._tps_watch))
+
+    def single(self) -> None:
+        tps = self.tps()
+        load = self.uniform()
+        result = Result(
+            f"single order.paid, {self.cfg.workers} procs",
+            load.rate,
+            "ev/s",
+            tps,
+            self._baseline_label(),
+            0.5,
+            notes=_load_notes(load, "event"),
+        )
+        self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
+
+    def batch(self) -> None:
+        tps = self.tps()
+        load = self.load(
+            "batch",
+            "batch",
+            mode=ingest.BATCH,
+            workers=self.cfg.batch_workers,
+            batch_size=self.cfg.batch_size,
+        )
+        result = Result(
+            f"batch x{self.cfg.batch_size}, {self.cfg.batch_workers} procs",
+            load.rate,
+            "ev/s",
+            tps,
+            self._baseline_label(),
+            3.0,
+            notes=_load_notes(load, "batch"),
+        )
+        self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
+
+    def skew(self) -> None:
+        uniform = self.uniform()
+        skewed = self.load("skew", "skew", workers=self.cfg.workers, zipf_s=self.cfg.zipf_s)
+        top1 = ingest.hottest_share(self.cfg.members, self.cfg.zipf_s)
+        top10 = ingest.hottest_share(self.cfg.members, self.cfg.zipf_s, 10)
+        notes = _load_notes(skewed, "event")
+        notes.append(f"hottest member gets {top1:.1%} of events, top 10 get {top10:.1%}")
+        result = Result(
+            f"skewed zipf s={self.cfg.zipf_s}, {self.cfg.workers} procs",
+            skewed.rate,
+            "ev/s",
+            uniform.rate,
+            "uniform, same run",
+            0.7,
+            notes=notes,
+        )
+        self.results.append(self._disturbance(result, uniform.foreign, skewed.foreign))
+
+    def expiry(self) -> None:
+        result = expiry.run(expiry.ExpirySpec(lots=self.cfg.lots), self.cfg.tag, self.cfg.admin_url)
+        notes = [
+            f"{result.expired:,} of {result.lots:,} lots due; job "
+            f"{result.expired / result.job_seconds:,.0f} lots/s, SQL "
+            f"{result.expired / result.sql_seconds:,.0f} lots/s",
+            "job and SQL left identical ledgers"
+            if result.same
+            else "RESULTS DIFFER: " + "; ".join(result.differences),
+        ]
+        row = Result(
+            f"expiry of {result.lots:,} lots (time)",
+            result.job_seconds,
+            "s",
+            result.sql_seconds,
+            "one set-based SQL statement",
+            1.5,
+            higher_is_better=False,
+            notes=notes,
+        )
+        self.results.append(self._disturbance(row, *result.foreign))
+
+    def profile(self) -> None:
+        from bench import profile
+
+        profile.run(self.cfg.tag, self.cfg.admin_url)
+
+
+def _load_notes(load: ingest.LoadResult, per: str) -> list[str]:
+    notes = [
+        f"{load.events:,} events in {load.seconds:.1f} s; latency per {per} "
+        f"p50 {load.percentile(50):.1f} ms, p99 {load.percentile(99):.1f} ms"
+    ]
+    if load.cpu_ms_per_event is not None:
+        notes.append(
+            f"machine CPU {load.cpu_busy:.0%} busy, {load.cpu_ms_per_event:.2f} ms CPU per event"
+        )
+    if load.errors:
+        notes.append(f"{load.errors} events refused; first: {(load.first_error or '')[:200]}")
+    return notes
+
+
+def _machine() -> str:
+    try:
+        version = subprocess.run(
+            ["psql", "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        version = "psql ?"
+    cpus = os.cpu_count()
+    return f"{platform.node()}: {cpus} CPUs, Python {platform.python_version()}, {version}"
+
+
+def idle_share(seconds: float = 1.5) -> float | None:
+    """How idle the machine is before we start: other work skews every number."""
+    first = ingest.cpu_times()
+    time.sleep(seconds)
+    second = ingest.cpu_times()
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    return 1 - (second[0] - first[0]) / (second[1] - first[1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    command, cfg = parse(sys.argv[1:] if argv is None else argv)
+    say(f"bench {command}{' (quick)' if cfg.quick else ''} on {_machine()}")
+    idle = idle_share()
+    busy_warning = None
+    if idle is not None and idle < 0.85:
+        busy_warning = (
+            f"WARNING: the machine was only {idle:.0%} idle before the run; other processes "
+            "compete for the CPU and the results are not trustworthy"
+        )
+        say(busy_warning)
+    run = Run(cfg)
+    started = time.perf_counter()
+    try:
+        steps = {
+            "all": ("pgbench", "single", "batch", "skew", "expiry"),
+            "pgbench": ("pgbench",),
+            "single": ("single",),
+            "batch": ("batch",),
+            "skew": ("skew",),
+            "expiry": ("expiry",),
+            "profile": ("profile",),
+        }[command]
+        for step in steps:
+            getattr(run, step)()
+    finally:
+        run.close()
+    if run.results:
+        print_table(run.results)
+    if busy_warning:
+        say(busy_warning)
+    if any(r.disturbed for r in run.results):
+        say("Rows marked (disturbed) ran while other processes used the CPU: run them again.")
+    say(f"\nbench {command} finished in {time.perf_counter() - started:.0f} s")
+    return 0

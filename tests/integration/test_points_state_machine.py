@@ -1,0 +1,540 @@
+"""Random stories of one member's points, checked step by step against a model of the ledger.
+
+Hypothesis drives earn (order.paid), release (order.completed), reserve, capture (order.paid
+naming a hold), release of a hold, redemption, refunds partial and full, cancellation, expiry
+(the clock moves on, the reservation sweep and ``expire_lots`` run), adjustments and
+replays of the last event. After every step:
+
+- ``reconcile`` finds no drift: every transaction's entries sum to zero, every cached balance
+  equals the sum of its entries and of its lots, no lot gave out more than it held;
+- available >= 0, reserved <= available, debt >= 0;
+- the balances and every lot (amount, remaining, status) are what a plain model of the rules
+  says they should be.
+
+Each example starts from empty tables and the same clock, with its own program version (debt
+or write-off, reissue or forfeit), so a failing story replays and shrinks the same every time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from huiyuan.db.tables import metadata
+from huiyuan.domain import points as dp
+from huiyuan.domain.errors import DomainError
+from huiyuan.services import events as event_service
+from huiyuan.services import owners as owner_service
+from huiyuan.services import points, points_jobs
+from huiyuan.services.principals import SYSTEM
+
+from .bodies import cancelled, completed, item, paid, refunded
+from .ledger import apply, document, iso, lots_of
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+EXPIRY = dp.ExpiryPolicy("rolling", days=2)
+REISSUE_DAYS = 1
+HOLD_SECONDS = 12 * 3600
+REDEMPTION = dp.RedemptionPolicy(1, 1, Decimal("0.5"))
+
+
+# ---------------------------------------------------------------- the model
+
+
+@dataclass
+class Lot:
+    amount: int
+    remaining: int
+    status: str  # pending | active | cancelled | expired | closed
+    expires: datetime | None = None
+    clawed: int = 0
+    lapsed: int = 0
+    absorbed: int = 0
+    seq: int = 0
+
+
+@dataclass
+class Draw:
+    lot: Lot
+    amount: int
+    restored: int = 0
+
+
+@dataclass
+class Order:
+    order_id: str
+    amount: int
+    status: str = "paid"
+    refunded: int = 0
+    lot: Lot | None = None
+    captured: list[Draw] = field(default_factory=list)
+
+
+@dataclass
+class Hold:
+    hold_id: str
+    amount: int
+    expires: datetime
+    status: str = "held"
+
+
+class Ledger:
+    """What the points rules say a member's balances and lots are, in plain Python."""
+
+    def __init__(self, debt: bool, reissue: bool) -> None:
+        self.debt_allowed = debt
+        self.reissue = reissue
+        self.available = self.pending = self.reserved = self.debt = 0
+        self.lots: list[Lot] = []
+        self.orders: dict[str, Order] = {}
+        self.holds: dict[str, Hold] = {}
+
+    @property
+    def spendable(self) -> int:
+        return self.available - self.reserved
+
+    def new_lot(self, amount: int, status: str, expires: datetime | None) -> Lot:
+        lot = Lot(amount, amount, status, expires, seq=len(self.lots))
+        self.lots.append(lot)
+        return lot
+
+    def into_available(self, lot: Lot, points: int) -> None:
+        repay = min(self.debt, points)
+        lot.remaining -= repay
+        self.debt -= repay
+        self.available += points - repay
+
+    def take(self, amount: int, first: Lot | None = None) -> list[Draw]:
+        """Draw from spendable lots, ``first`` first, then oldest expiry first."""
+        spendable = [lot for lot in self.lots if lot.status == "active" and lot.remaining > 0]
+        plan: list[Draw] = []
+        if first is not None and first in spendable:
+            plan.append(Draw(first, min(first.remaining, amount)))
+            spendable.remove(first)
+        far = datetime.max.replace(tzinfo=SHANGHAI)
+        spendable.sort(key=lambda lot: (lot.expires is None, lot.expires or far, lot.seq))
+        left = amount - sum(d.amount for d in plan)
+        for lot in spendable:
+            if left == 0:
+                break
+            give = min(lot.remaining, left)
+            plan.append(Draw(lot, give))
+            left -= give
+        plan = [d for d in plan if d.amount]
+        for draw in plan:
+            draw.lot.remaining -= draw.amount
+        self.available -= sum(d.amount for d in plan)
+        return plan
+
+    # ------------------------------------------------------------ events
+
+    def pay(self, order: Order, hold: Hold | None, now: datetime) -> bool:
+        """False if the payment is refused (a hold that cannot be captured)."""
+        if hold is not None and hold.status != "captured":
+            if hold.amount > dp.max_deduction_points(REDEMPTION, order.amount + hold.amount):
+                return False
+            free = self.spendable + (hold.amount if hold.status == "held" else 0)
+            if hold.amount > free:
+                return False
+            if hold.status == "held":
+                self.reserved -= hold.amount
+            order.captured = self.take(hold.amount)
+            hold.status = "captured"
+        earned = order.amount // 100
+        if earned:
+            order.lot = self.new_lot(earned, "pending", None)
+            self.pending += earned
+        self.orders[order.order_id] = order
+        return True
+
+    def complete(self, order: Order, now: datetime) -> None:
+        order.status = "completed"
+        lot = order.lot
+        if lot is not None and lot.status == "pending" and lot.remaining:
+            lot.status = "active"
+            lot.expires = dp.expires_at(EXPIRY, now, SHANGHAI)
+            self.pending -= lot.remaining
+            self.into_available(lot, lot.remaining)
+
+    def refund(self, order: Order, refunded_total: int, now: datetime) -> None:
+        lot = order.lot
+        if lot is not None and lot.status != "cancelled":
+            due = dp.clawback_due(lot.amount, lot.clawed, refunded_total, order.amount)
+            if due > 0:
+                self.claw_back(lot, due)
+        self.restore(order, refunded_total, now)
+
+    def claw_back(self, lot: Lot, due: int) -> None:
+        lot.clawed += due
+        if lot.status == "pending":
+            lot.remaining -= due
+            self.pending -= due
+            if lot.remaining == 0:
+                lot.status = "cancelled"
+            return
+        left = due
+        lapsed = lot.lapsed - lot.absorbed
+        if lapsed > 0 and lot.status in ("expired", "closed"):
+            absorb = min(lapsed, left)
+            lot.absorbed += absorb
+            left -= absorb
+        if left:
+            taken = self.take(min(left, max(self.spendable, 0)), first=lot)
+            left -= sum(d.amount for d in taken)
+        if left and self.debt_allowed:
+            self.debt += left
+
+    def restore(self, order: Order, refunded_total: int, now: datetime) -> None:
+        spent = sum(d.amount for d in order.captured)
+        restored = sum(d.restored for d in order.captured)
+        left = dp.clawback_due(spent, restored, refunded_total, order.amount)
+        for draw in order.captured:
+            if left == 0:
+                break
+            give = min(draw.amount - draw.restored, left)
+            left -= give
+            draw.restored += give
+            lot = draw.lot
+            if lot.status == "active" and (lot.expires is None or lot.expires > now):
+                lot.remaining += give
+                self.into_available(lot, give)
+            elif self.reissue:
+                fresh = self.new_lot(give, "active", now + timedelta(days=REISSUE_DAYS))
+                self.into_available(fresh, give)
+
+    def cancel(self, order: Order, now: datetime) -> None:
+        self.refund(order, order.amount, now)
+        order.status = "cancelled"
+
+    def expire(self, now: datetime) -> None:
+        for lot in self.lots:
+            if lot.status != "active" or lot.expires is None or lot.expires > now:
+                continue
+            if lot.remaining == 0:
+                lot.status = "closed"
+            elif self.reserved == 0:
+                lot.lapsed = lot.remaining
+                self.available -= lot.remaining
+                lot.remaining = 0
+                lot.status = "expired"
+
+    def sweep(self, now: datetime) -> None:
+        for hold in self.holds.values():
+            if hold.status == "held" and hold.expires <= now:
+                hold.status = "expired"
+                self.reserved -= hold.amount
+
+
+# ---------------------------------------------------------------- the machine
+
+
+START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+
+
+def start_afresh(svc, clock) -> None:
+    """Empty every table and put the clock back, so each example is the same story every time
+    Hypothesis replays or shrinks it."""
+    names = [t.name for t in reversed(metadata.sorted_tables)]
+    with svc.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in names:
+                conn.execute(sa.text(f"DELETE FROM {name}"))
+    svc.directory.invalidate()
+    svc.configs.invalidate()
+    clock.now = START
+    owner_service.ensure_platform(svc)
+
+
+def run_stories(svc, clock, examples: int, steps: int) -> None:
+    members = itertools.count()
+
+    class PointsStories(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            start_afresh(svc, clock)
+            self.member = f"m{next(members)}"
+            self.ids = itertools.count()
+            self.model = Ledger(debt=True, reissue=True)
+            self.last_event: dict | None = None
+
+        def fresh(self, what: str) -> str:
+            return f"{self.member}-{what}{next(self.ids)}"
+
+        def send(self, body: dict) -> event_service.EventOutcome:
+            outcome = event_service.ingest_event(svc, SYSTEM, body)
+            if outcome.status == 200:
+                self.last_event = body
+            return outcome
+
+        def now(self) -> datetime:
+            return clock()
+
+        @initialize(debt=st.booleans(), reissue=st.booleans())
+        def publish_program(self, debt: bool, reissue: bool) -> None:
+            doc = document(
+                expiry={"mode": "rolling", "days": EXPIRY.days},
+                negative_balance="debt" if debt else "write_off",
+                refund_of_expired={"mode": "reissue" if reissue else "forfeit", "days": 1},
+            )
+            apply(svc, doc)
+            self.model = Ledger(debt, reissue)
+
+        # ------------------------------------------------------------ orders
+
+        @rule(
+            amount=st.integers(1, 60000),
+            use_hold=st.booleans(),
+            pick=st.integers(0, 1000),
+            hours=st.integers(0, 8),
+        )
+        def pay(self, amount: int, use_hold: bool, pick: int, hours: int) -> None:
+            clock.advance(hours=hours)
+            holds = list(self.model.holds.values())
+            hold = holds[pick % len(holds)] if use_hold and holds else None
+            order = Order(self.fresh("o"), amount)
+            body = paid(
+                self.fresh("pay"),
+                order.order_id,
+                self.member,
+                amount=amount,
+                items=[item("sku", amount)],
+                occurred_at=iso(self.now()),
+            )
+            if hold is not None:
+                body["data"]["points_reservation_id"] = hold.hold_id
+            outcome = self.send(body)
+            expected = self.model.pay(order, hold, self.now())
+            assert (outcome.status == 200) is expected, outcome.body
+            if not expected:
+                assert outcome.body["code"] in ("insufficient_points", "deduction_exceeds_share")
+
+        @rule(amount=st.integers(100, 60000), days=st.integers(0, 2))
+        def earn_and_release(self, amount: int, days: int) -> None:
+            """A paid order completed at once: points to spend for the other steps."""
+            clock.advance(days=days)
+            order = Order(self.fresh("o"), amount)
+            body = paid(
+                self.fresh("pay"),
+                order.order_id,
+                self.member,
+                amount=amount,
+                items=[item("sku", amount)],
+                occurred_at=iso(self.now()),
+            )
+            assert self.send(body).status == 200
+            self.model.pay(order, None, self.now())
+            body = completed(
+                self.fresh("done"), order.order_id, self.member, occurred_at=iso(self.now())
+            )
+            assert self.send(body).status == 200
+            self.model.complete(order, self.now())
+
+        def open_orders(self) -> list[Order]:
+            return [o for o in self.model.orders.values() if o.status == "paid"]
+
+        def refundable_orders(self) -> list[Order]:
+            return [
+                o
+                for o in self.model.orders.values()
+                if o.status != "cancelled" and o.refunded < o.amount
+            ]
+
+        @precondition(lambda self: self.open_orders())
+        @rule(pick=st.integers(0, 1000), hours=st.integers(0, 8))
+        def complete(self, pick: int, hours: int) -> None:
+            clock.advance(hours=hours)
+            orders = self.open_orders()
+            order = orders[pick % len(orders)]
+            body = completed(
+                self.fresh("done"), order.order_id, self.member, occurred_at=iso(self.now())
+            )
+            assert self.send(body).status == 200
+            self.model.complete(order, self.now())
+
+        @precondition(lambda self: self.open_orders())
+        @rule(pick=st.integers(0, 1000))
+        def cancel(self, pick: int) -> None:
+            orders = self.open_orders()
+            order = orders[pick % len(orders)]
+            body = cancelled(
+                self.fresh("cancel"), order.order_id, self.member, occurred_at=iso(self.now())
+            )
+            assert self.send(body).status == 200
+            self.model.cancel(order, self.now())
+
+        @precondition(lambda self: self.refundable_orders())
+        @rule(
+            pick=st.integers(0, 1000),
+            whole=st.booleans(),
+            part=st.integers(1, 60000),
+            hours=st.integers(0, 30),
+        )
+        def refund(self, pick: int, whole: bool, part: int, hours: int) -> None:
+            clock.advance(hours=hours)
+            orders = self.refundable_orders()
+            order = orders[pick % len(orders)]
+            left = order.amount - order.refunded
+            amount = left if whole else min(part, left)
+            refund_id = self.fresh("r")
+            body = refunded(
+                f"ev-{refund_id}",
+                order.order_id,
+                refund_id,
+                amount,
+                self.member,
+                occurred_at=iso(self.now()),
+            )
+            outcome = self.send(body)
+            assert outcome.status == 200, outcome.body
+            order.refunded += amount
+            self.model.refund(order, order.refunded, self.now())
+
+        # ------------------------------------------------------------ holds and spending
+
+        def spend_amount(self, amount: int, overdraw: bool) -> int:
+            """Mostly an amount the member can afford; sometimes one beyond it."""
+            spendable = self.model.spendable
+            if overdraw or spendable <= 0:
+                return max(spendable, 0) + amount
+            return amount % spendable + 1
+
+        @rule(amount=st.integers(1, 600), overdraw=st.booleans())
+        def reserve(self, amount: int, overdraw: bool) -> None:
+            amount = self.spend_amount(amount, overdraw)
+            hold_id = self.fresh("h")
+            try:
+                points.reserve(
+                    svc,
+                    SYSTEM,
+                    self.member,
+                    hold_id,
+                    amount,
+                    order_id=None,
+                    program_id=None,
+                    ttl_seconds=HOLD_SECONDS,
+                )
+            except DomainError as error:
+                assert str(error.code) in ("insufficient_points", "member_not_found")
+                assert amount > self.model.spendable or not self.model.orders
+                return
+            assert amount <= self.model.spendable
+            expires = self.now() + timedelta(seconds=HOLD_SECONDS)
+            self.model.holds[hold_id] = Hold(hold_id, amount, expires)
+            self.model.reserved += amount
+
+        @precondition(lambda self: any(h.status == "held" for h in self.model.holds.values()))
+        @rule(pick=st.integers(0, 1000))
+        def release_hold(self, pick: int) -> None:
+            held = [h for h in self.model.holds.values() if h.status == "held"]
+            hold = held[pick % len(held)]
+            points.release_reservation(svc, SYSTEM, self.member, hold.hold_id, None)
+            hold.status = "released"
+            self.model.reserved -= hold.amount
+
+        @rule(amount=st.integers(1, 600), overdraw=st.booleans())
+        def redeem(self, amount: int, overdraw: bool) -> None:
+            amount = self.spend_amount(amount, overdraw)
+            try:
+                points.redeem(svc, SYSTEM, self.member, self.fresh("red"), amount, "mall", None)
+            except DomainError as error:
+                assert str(error.code) in ("insufficient_points", "member_not_found")
+                assert amount > self.model.spendable or not self.model.orders
+                return
+            assert amount <= self.model.spendable
+            self.model.take(amount)
+
+        @precondition(lambda self: self.model.orders)
+        @rule(amount=st.integers(-300, 300).filter(bool))
+        def adjust(self, amount: int) -> None:
+            try:
+                points.adjust(svc, SYSTEM, self.member, self.fresh("adj"), amount, "fix", None)
+            except DomainError as error:
+                assert str(error.code) == "insufficient_points"
+                assert -amount > self.model.spendable
+                return
+            if amount > 0:
+                lot = self.model.new_lot(
+                    amount, "active", dp.expires_at(EXPIRY, self.now(), SHANGHAI)
+                )
+                self.model.into_available(lot, amount)
+            else:
+                assert -amount <= self.model.spendable
+                self.model.take(-amount)
+
+        # ------------------------------------------------------------ time
+
+        @rule(days=st.integers(0, 3), hours=st.integers(0, 23), sweep_first=st.booleans())
+        def nightly_jobs(self, days: int, hours: int, sweep_first: bool) -> None:
+            """Time passes; lapsed holds are swept (or not yet) and expired lots closed."""
+            clock.advance(days=days, hours=hours)
+            if sweep_first:
+                points_jobs.sweep_reservations(svc)
+                self.model.sweep(self.now())
+            points_jobs.expire_lots(svc)
+            self.model.expire(self.now())
+
+        @precondition(lambda self: self.last_event is not None)
+        @rule()
+        def replay(self) -> None:
+            outcome = event_service.ingest_event(svc, SYSTEM, self.last_event)
+            assert outcome.status == 200 and outcome.replayed
+
+        # ------------------------------------------------------------ after every step
+
+        @invariant()
+        def ledger_reconciles(self) -> None:
+            report = points_jobs.reconcile(svc)
+            assert report.drifts == [], report.drifts
+
+        @invariant()
+        def balances_are_what_the_model_says(self) -> None:
+            if not self.model.orders and not self.model.holds:
+                return  # the member does not exist yet
+            found = points.summary(svc, SYSTEM, self.member, None)
+            model = self.model
+            assert found["available"] >= 0 and found["debt"] >= 0
+            assert found["reserved"] <= found["available"]
+            figures = (found["available"], found["pending"], found["reserved"], found["debt"])
+            assert figures == (model.available, model.pending, model.reserved, model.debt)
+
+        @invariant()
+        def lots_are_what_the_model_says(self) -> None:
+            if not self.model.orders:
+                return
+            stored = [(r["amount"], r["remaining"], r["status"]) for r in lots_of(svc, self.member)]
+            assert stored == [(lot.amount, lot.remaining, lot.status) for lot in self.model.lots]
+
+    run_state_machine_as_test(
+        PointsStories,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=steps,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
+
+
+def test_random_stories_of_one_members_points_keep_the_ledger_whole(svc, clock, db_url):
+    # A longer hunt: HUIYUAN_STATEFUL_EXAMPLES=500 pytest tests/integration/test_points_state…
+    default = 50 if db_url.startswith("sqlite") else 20
+    examples = int(os.environ.get("HUIYUAN_STATEFUL_EXAMPLES", default))
+    run_stories(svc, clock, examples=examples, steps=40)
