@@ -10,12 +10,11 @@ from the order, lot or event, so re-applying an event can never double a movemen
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from huiyuan.db import orders_repo, points_repo, subscriptions_repo, tiers_repo
+from huiyuan.db import orders_repo, points_repo, tiers_repo
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import PointsError, conflict
 from huiyuan.services import budgets
@@ -57,37 +56,6 @@ def _history(book: PointsBook, rules: Any, at: datetime) -> dp.History:
         book.conn, book.program_id, book.member_id, day_start, month_start
     )
     return dp.History(today=today, this_month=this_month)
-
-
-def _benefit_multiplier(book: PointsBook, at: datetime) -> dp.Multiplier | None:
-    """The points multiplier the member's tier and paid plan give (权益: 双倍积分), combined
-    as the document's ``overlap`` says (the larger, or the product)."""
-    doc = book.config.document
-    catalog = {
-        b.id: b.multiplier
-        for b in doc.benefits
-        if b.kind == "points_multiplier" and b.multiplier is not None
-    }
-    if not catalog:
-        return None
-    granted: list[str] = []
-    if doc.tiers is not None:
-        row = tiers_repo.get_member_tier(book.conn, book.program_id, book.member_id)
-        tier = next((t for t in doc.tiers.tiers if row and t.id == row.tier_id), None)
-        granted += tier.benefits if tier else []
-    subscription = subscriptions_repo.in_force(book.conn, book.program_id, book.member_id, at)
-    if subscription is not None:
-        plan = next((p for p in doc.plans if p.id == subscription.plan_id), None)
-        granted += plan.benefits if plan else []
-    factors = [catalog[b] for b in granted if b in catalog]
-    if not factors:
-        return None
-    factor = max(factors)
-    if doc.overlap == "multiply":
-        factor = Decimal(1)
-        for f in factors:
-            factor *= f
-    return dp.Multiplier("benefits", factor)
 
 
 def _tier(book: PointsBook, rules: Any) -> str | None:
@@ -162,13 +130,9 @@ def on_order_paid(
             lines,
             order_number or 1,
         )
-        multipliers = list(book.config.multipliers)
-        benefit = _benefit_multiplier(book, at)
-        if benefit is not None:
-            multipliers.append(benefit)
         awards = dp.order_awards(
             rules,
-            multipliers,
+            book.config.multipliers,
             view,
             tier=_tier(book, [*rules, *book.config.multipliers]),
             history=_history(book, rules, at),
