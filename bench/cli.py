@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from bench import expiry, ingest, machine, pgbench, scratch
 from bench.report import Result, print_table, say
 
-COMMANDS = ("all", "pgbench", "single", "batch", "skew", "expiry", "profile")
+ALL = ("pgbench", "single", "batch", "skew", "expiry")
+COMMANDS = ("all", *ALL, "profile")
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,14 @@ QUICK = replace(
 )
 
 
-def parse(argv: list[str]) -> tuple[str, Config]:
+def parse(argv: list[str]) -> tuple[list[str], Config]:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Huiyuan benchmarks, reported as ratios against baselines of the same run.",
     )
-    parser.add_argument("command", nargs="?", default="all", choices=COMMANDS)
+    parser.add_argument(
+        "commands", nargs="*", default=["all"], metavar="command", help=" | ".join(COMMANDS)
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
     parser.add_argument("--members", type=int, help="members to spread events over")
     parser.add_argument("--workers", type=int, help="processes for single and skew")
@@ -89,6 +92,9 @@ def parse(argv: list[str]) -> tuple[str, Config]:
     )
     parser.add_argument("--tag", default="", help="suffix of the scratch database names")
     args = parser.parse_args(argv)
+    unknown = [c for c in args.commands if c not in COMMANDS]
+    if unknown:
+        parser.error(f"unknown command {unknown[0]!r}; choose from {', '.join(COMMANDS)}")
     cfg = QUICK if args.quick else FULL
     overrides = {
         "members": args.members,
@@ -107,7 +113,7 @@ def parse(argv: list[str]) -> tuple[str, Config]:
         cfg = replace(cfg, pgbench=replace(cfg.pgbench, seconds=args.pgbench_seconds))
     if args.baseline_tps:
         cfg = replace(cfg, baseline_tps=args.baseline_tps)
-    return args.command, cfg
+    return args.commands or ["all"], cfg
 
 
 class Run:
@@ -260,9 +266,9 @@ class Run:
         self.results.append(self._disturbance(row, *result.foreign))
 
     def profile(self) -> None:
-        from bench import profile
+        from bench import hotpath
 
-        profile.run(self.cfg.tag, self.cfg.admin_url)
+        hotpath.run(self.cfg.tag, self.cfg.admin_url)
 
 
 def _load_notes(load: ingest.LoadResult, per: str) -> list[str]:
@@ -301,7 +307,8 @@ def idle_share(seconds: float = 1.5) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    command, cfg = parse(sys.argv[1:] if argv is None else argv)
+    commands, cfg = parse(sys.argv[1:] if argv is None else argv)
+    command = " ".join(commands)
     say(f"bench {command}{' (quick)' if cfg.quick else ''} on {_machine()}")
     idle = idle_share()
     busy_warning = None
@@ -314,15 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(cfg)
     started = time.perf_counter()
     try:
-        steps = {
-            "all": ("pgbench", "single", "batch", "skew", "expiry"),
-            "pgbench": ("pgbench",),
-            "single": ("single",),
-            "batch": ("batch",),
-            "skew": ("skew",),
-            "expiry": ("expiry",),
-            "profile": ("profile",),
-        }[command]
+        steps: list[str] = []
+        for name in commands:
+            for step in ALL if name == "all" else (name,):
+                if step not in steps:
+                    steps.append(step)
         for step in steps:
             getattr(run, step)()
     finally:

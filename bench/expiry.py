@@ -197,7 +197,7 @@ def _run_job(url: str, spec: ExpirySpec, due: int) -> tuple[int, float]:
     from huiyuan.services.context import Services
 
     svc = Services.from_settings(Settings(database_url=url))
-    ticker, done = Ticker(3.0), 0
+    ticker, done = Ticker(10.0), 0
     started = time.perf_counter()
 
     def progress(count: int) -> None:
