@@ -41,6 +41,12 @@ def find_members_by_phone(svc: Services, principal: Principal, phone: str) -> li
         ]
 
 
+def require_visible_member(conn: Connection, who: Principal, member_id: str) -> None:
+    """404 unless the member exists and the caller may see them (a store: enrolled with it)."""
+    if members_repo.get_member(conn, member_id) is None or not _visible(conn, who, member_id):
+        raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
+
+
 def _visible(conn: Connection, principal: Principal, member_id: str) -> bool:
     return principal.is_platform or members_repo.is_enrolled_with_owner(
         conn, member_id, principal.owner_id

@@ -34,11 +34,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from huiyuan.db import members_repo, subscriptions_repo, tiers_repo
+from huiyuan.db import subscriptions_repo, tiers_repo
 from huiyuan.db.audit_repo import enqueue, record_audit
 from huiyuan.domain import membership as dm
 from huiyuan.domain.errors import (
-    MemberError,
     MembershipError,
     conflict,
     forbidden,
@@ -49,6 +48,7 @@ from huiyuan.schemas import events as ev_schema
 from huiyuan.schemas.program_config import BenefitDoc, PlanDoc, ProgramDocument, TierDoc
 from huiyuan.schemas.validation import ValidEvent
 from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.members import require_visible_member
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
 from huiyuan.services.wallet import wallet_program
@@ -307,10 +307,7 @@ def _program(svc: Services, conn: Connection, who: Principal, program_id: str | 
 
 
 def _visible(conn: Connection, who: Principal, member_id: str) -> None:
-    if members_repo.get_member(conn, member_id) is None or not (
-        who.is_platform or members_repo.is_enrolled_with_owner(conn, member_id, who.owner_id)
-    ):
-        raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
+    require_visible_member(conn, who, member_id)
 
 
 def _tier(

@@ -19,6 +19,7 @@ from huiyuan.domain.errors import MemberError, PointsError, conflict, forbidden,
 from huiyuan.domain.points import Award, max_deduction_points
 from huiyuan.schemas.validation import body_hash
 from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.members import require_visible_member
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.points_book import ADJUSTMENTS, REDEEMED, PointsBook, Reason
 from huiyuan.services.principals import Principal, Scope
@@ -282,10 +283,7 @@ def adjust(
 
 
 def _visible_member(conn: Connection, who: Principal, member_id: str) -> None:
-    if members_repo.get_member(conn, member_id) is None or not (
-        who.is_platform or members_repo.is_enrolled_with_owner(conn, member_id, who.owner_id)
-    ):
-        raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
+    require_visible_member(conn, who, member_id)
 
 
 def summary(

@@ -21,6 +21,7 @@ from huiyuan.domain import rfm as drfm
 from huiyuan.domain import tiers as dt
 from huiyuan.domain.errors import MemberError, TierError, invalid, not_found
 from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.members import require_visible_member
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
 from huiyuan.services.tier_book import TierBook
@@ -35,10 +36,7 @@ def _program(svc: Services, conn: Connection, who: Principal, program_id: str | 
 
 
 def _visible(conn: Connection, who: Principal, member_id: str) -> None:
-    if members_repo.get_member(conn, member_id) is None or not (
-        who.is_platform or members_repo.is_enrolled_with_owner(conn, member_id, who.owner_id)
-    ):
-        raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
+    require_visible_member(conn, who, member_id)
 
 
 def open_book(
