@@ -35,6 +35,7 @@ from huiyuan.schemas.problems import (
     validation_problem,
 )
 from huiyuan.schemas.validation import EventInvalid, ValidEvent, parse_event
+from huiyuan.services import order_batch
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.event_handlers import (
     Applied,
@@ -94,7 +95,8 @@ def ingest_event(svc: Services, principal: Principal, raw: Any) -> EventOutcome:
 def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[EventOutcome]:
     """Apply many events in one transaction; each gets its own outcome and a refused one is
     undone alone (a savepoint each). Members are visited in a stable order so two batches lock
-    rows in the same order, while each member's events keep the order they were sent in."""
+    rows in the same order, while each member's events keep the order they were sent in.
+    Ordinary payments of known members are applied set-based first (``order_batch``)."""
     checked = [_validate(svc, principal, raw) for raw in raws]
     order = sorted(
         (i for i, c in enumerate(checked) if isinstance(c, ValidEvent)),
@@ -106,9 +108,13 @@ def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[E
             c if isinstance(c, EventOutcome) else None for c in checked
         ]
         with svc.uow() as tx:
-            for index in order:
-                event = checked[index]
-                assert isinstance(event, ValidEvent)
+            events = [(i, c) for i in order if isinstance(c := checked[i], ValidEvent)]
+            applied = order_batch.apply(tx, svc, principal.owner_id, events)
+            for index, body in applied.bodies.items():
+                outcomes[index] = EventOutcome(APPLIED, body)
+            for index, event in events:
+                if index in applied.bodies:
+                    continue
                 try:
                     with tx.savepoint():
                         outcomes[index] = _ingest(tx, svc, principal.owner_id, event)

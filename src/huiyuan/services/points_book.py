@@ -49,6 +49,93 @@ class Reason:
     en: str
 
 
+def txn_row(
+    config: ProgramConfig,
+    member_id: str,
+    kind: str,
+    idem_key: str,
+    reason: Reason,
+    *,
+    order_id: str | None,
+    rule_id: str | None,
+    actor: str,
+    occurred_at: datetime,
+    created_at: datetime,
+) -> dict[str, Any]:
+    """A transaction row; the set-based order path (``order_batch``) writes the same rows."""
+    return {
+        "program_id": config.program_id,
+        "member_id": member_id,
+        "kind": kind,
+        "idem_key": idem_key,
+        "order_id": order_id,
+        "rule_id": rule_id,
+        "config_version": config.version,
+        "reason_zh": reason.zh[:300],
+        "reason_en": reason.en[:300],
+        "actor": actor,
+        "occurred_at": occurred_at,
+        "created_at": created_at,
+    }
+
+
+def lot_row(
+    program_id: str,
+    member_id: str,
+    award: dp.Award,
+    issuer: str,
+    txn_id: int,
+    *,
+    order_id: str | None,
+    at: datetime,
+    expires_at: datetime | None,
+    pending: bool,
+) -> dict[str, Any]:
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
+        "issuer": issuer,
+        "amount": award.points,
+        "remaining": award.points,
+        "clawed": 0,
+        "absorbed": 0,
+        "status": "pending" if pending else "active",
+        "order_id": order_id,
+        "rule_id": award.rule_id,
+        "txn_id": txn_id,
+        "earned_at": at,
+        "released_at": None if pending else at,
+        "expires_at": expires_at,
+    }
+
+
+def pending_legs(issuer: str, points: int, lot_id: int) -> list[Leg]:
+    """An award credited as pending: the member's pending bucket against its issuer."""
+    return [
+        Leg("member", "pending", points, lot_id),
+        Leg(issued(issuer), "total", -points, lot_id),
+    ]
+
+
+def entry_rows(
+    txn_id: int, program_id: str, member_id: str, legs: list[Leg], at: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "txn_id": txn_id,
+            "program_id": program_id,
+            "member_id": member_id if leg.account == "member" else None,
+            "account": leg.account,
+            "bucket": leg.bucket,
+            "amount": leg.amount,
+            "lot_id": leg.lot_id,
+            "occurred_at": at,
+        }
+        for leg in legs
+        if leg.amount != 0
+    ]
+
+
 class PointsBook:
     def __init__(
         self,
@@ -138,20 +225,18 @@ class PointsBook:
     ) -> int | None:
         return points_repo.insert_txn(
             self.conn,
-            {
-                "program_id": self.program_id,
-                "member_id": self.member_id,
-                "kind": kind,
-                "idem_key": idem_key,
-                "order_id": order_id,
-                "rule_id": rule_id,
-                "config_version": self.config.version,
-                "reason_zh": reason.zh[:300],
-                "reason_en": reason.en[:300],
-                "actor": self.actor,
-                "occurred_at": occurred_at or self.at,
-                "created_at": self.svc.now(),
-            },
+            txn_row(
+                self.config,
+                self.member_id,
+                kind,
+                idem_key,
+                reason,
+                order_id=order_id,
+                rule_id=rule_id,
+                actor=self.actor,
+                occurred_at=occurred_at or self.at,
+                created_at=self.svc.now(),
+            ),
         )
 
     def write_legs(self, txn_id: int, legs: list[Leg], occurred_at: datetime | None) -> None:
@@ -159,21 +244,7 @@ class PointsBook:
             raise AssertionError(f"unbalanced legs: {legs}")
         at = occurred_at or self.at
         points_repo.insert_entries(
-            self.conn,
-            [
-                {
-                    "txn_id": txn_id,
-                    "program_id": self.program_id,
-                    "member_id": self.member_id if leg.account == "member" else None,
-                    "account": leg.account,
-                    "bucket": leg.bucket,
-                    "amount": leg.amount,
-                    "lot_id": leg.lot_id,
-                    "occurred_at": at,
-                }
-                for leg in legs
-                if leg.amount != 0
-            ],
+            self.conn, entry_rows(txn_id, self.program_id, self.member_id, legs, at)
         )
         delta = {"available": 0, "pending": 0, "debt": 0}
         for leg in legs:
@@ -224,29 +295,20 @@ class PointsBook:
             return None
         lot_id = points_repo.insert_lot(
             self.conn,
-            {
-                "program_id": self.program_id,
-                "member_id": self.member_id,
-                "issuer": issuer,
-                "amount": award.points,
-                "remaining": award.points,
-                "clawed": 0,
-                "absorbed": 0,
-                "status": "pending" if pending else "active",
-                "order_id": order_id,
-                "rule_id": award.rule_id,
-                "txn_id": txn_id,
-                "earned_at": at,
-                "released_at": None if pending else at,
-                "expires_at": None if pending else self._expiry(at),
-            },
+            lot_row(
+                self.program_id,
+                self.member_id,
+                award,
+                issuer,
+                txn_id,
+                order_id=order_id,
+                at=at,
+                expires_at=None if pending else self._expiry(at),
+                pending=pending,
+            ),
         )
         if pending:
-            legs = [
-                Leg("member", "pending", award.points, lot_id),
-                Leg(issued(issuer), "total", -award.points, lot_id),
-            ]
-            self.write_legs(txn_id, legs, at)
+            self.write_legs(txn_id, pending_legs(issuer, award.points, lot_id), at)
         else:
             legs = [
                 Leg(issued(issuer), "total", -award.points, lot_id),

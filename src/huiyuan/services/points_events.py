@@ -21,6 +21,7 @@ from huiyuan.services import budgets
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.points_book import REDEEMED, PointsBook, Reason
+from huiyuan.services.program_configs import ProgramConfig
 
 Effect = dict[str, Any]
 
@@ -34,15 +35,58 @@ def _books(
     actor: str,
 ) -> list[PointsBook]:
     """The member's points books in the programs an activity of this store counts in."""
+    return [
+        PointsBook(svc, conn, config, member_id, at, actor=actor, owner_id=owner)
+        for config, owner in earning_programs(svc, conn, store_id, at)
+    ]
+
+
+def earning_programs(
+    svc: Services, conn: Connection, store_id: str | None, at: datetime
+) -> list[tuple[ProgramConfig, str]]:
+    """The programs (their version in force at ``at``, and their owner) whose points an
+    activity of this store (``None``: the platform's own) counts in."""
     owners = [PLATFORM_OWNER] if store_id is None else [PLATFORM_OWNER, store_id]
-    books = []
+    found = []
     for program_id in sorted(svc.directory.programs_of(conn, owners)):
         config = svc.configs.at(conn, program_id, at)
-        if not config.document.points.enabled:
-            continue
-        owner = svc.directory.owner_of(conn, program_id) or PLATFORM_OWNER
-        books.append(PointsBook(svc, conn, config, member_id, at, actor=actor, owner_id=owner))
-    return books
+        if config.document.points.enabled:
+            found.append((config, svc.directory.owner_of(conn, program_id) or PLATFORM_OWNER))
+    return found
+
+
+def earn_key(order_id: str, rule_id: str) -> str:
+    return f"earn:{order_id}:{rule_id}"
+
+
+def order_view(event: Any, data: Any, order_number: int) -> dp.OrderView:
+    lines = [dp.Line(i.sku, i.category, i.brand, i.paid_amount, i.virtual) for i in data.items]
+    return dp.OrderView(
+        data.order_id,
+        event.store_id,
+        data.channel.value if data.channel else None,
+        event.occurred_at,
+        data.amount,
+        lines,
+        order_number,
+    )
+
+
+def needs_tier(rules: Any) -> bool:
+    return any(r.conditions.tiers for r in rules)
+
+
+def granted_effect(
+    program_id: str, award: dp.Award, lot_id: int | None, *, pending: bool
+) -> Effect:
+    return {
+        "kind": "points.pending" if pending else "points.earned",
+        "program_id": program_id,
+        "rule_id": award.rule_id,
+        "points": award.points,
+        "lot_id": lot_id,
+        "reason": award.reason_zh,
+    }
 
 
 def _history(book: PointsBook, rules: Any, at: datetime) -> dp.History:
@@ -60,7 +104,7 @@ def _history(book: PointsBook, rules: Any, at: datetime) -> dp.History:
 
 def _tier(book: PointsBook, rules: Any) -> str | None:
     """The member's tier in the book's program, looked up only if a rule depends on it."""
-    if not any(r.conditions.tiers for r in rules):
+    if not needs_tier(rules):
         return None
     row = tiers_repo.get_member_tier(book.conn, book.program_id, book.member_id)
     return None if row is None else str(row.tier_id)
@@ -92,14 +136,7 @@ def _grant(
             "points": award.points,
         }
     lot_id = book.credit(award, idem_key, pending=pending, order_id=order_id, occurred_at=at)
-    return {
-        "kind": "points.pending" if pending else "points.earned",
-        "program_id": book.program_id,
-        "rule_id": award.rule_id,
-        "points": award.points,
-        "lot_id": lot_id,
-        "reason": award.reason_zh,
-    }
+    return granted_effect(book.program_id, award, lot_id, pending=pending)
 
 
 # ---------------------------------------------------------------- orders
@@ -110,7 +147,6 @@ def on_order_paid(
 ) -> list[Effect]:
     effects = []
     at = event.occurred_at
-    lines = [dp.Line(i.sku, i.category, i.brand, i.paid_amount, i.virtual) for i in data.items]
     order_number: int | None = None
     for book in _books(svc, conn, event.member_id, event.store_id, at, actor):
         effects += _capture_for_order(
@@ -121,15 +157,7 @@ def on_order_paid(
             continue
         if order_number is None and any(r.conditions.first_n_orders for r in rules):
             order_number = points_repo.orders_before(conn, event.member_id, at) + 1
-        view = dp.OrderView(
-            data.order_id,
-            event.store_id,
-            data.channel.value if data.channel else None,
-            at,
-            data.amount,
-            lines,
-            order_number or 1,
-        )
+        view = order_view(event, data, order_number or 1)
         awards = dp.order_awards(
             rules,
             book.config.multipliers,
@@ -138,7 +166,7 @@ def on_order_paid(
             history=_history(book, rules, at),
         )
         for award in awards:
-            key = f"earn:{data.order_id}:{award.rule_id}"
+            key = earn_key(data.order_id, award.rule_id)
             effects.append(_grant(book, award, key, pending=True, order_id=data.order_id, at=at))
     return effects
 
