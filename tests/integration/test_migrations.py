@@ -7,6 +7,7 @@ database created and dropped around it), never the shared test database.
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from huiyuan.db import migrate
+from huiyuan.db import migrate, tables
 from huiyuan.db.engine import make_engine
 from huiyuan.db.tables import metadata
 
@@ -102,3 +103,90 @@ def test_every_migration_steps_down_and_up_again(fresh_url):
         assert migrate.current(fresh_url) == revision
         assert table_names(fresh_url) == tables_here
     assert schema_drift(fresh_url) == []
+
+
+def test_purchase_growth_written_before_0004_gets_the_basis_it_was_credited_for(fresh_url):
+    # given a database at 0003 with a ¥500 order, ¥100 refunded before its completion and ¥50
+    # after, whose completion credited 400 purchase growth, and a login's growth
+    migrate.upgrade(fresh_url, "0003")
+    paid_at = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    completed_at = paid_at + timedelta(days=2)
+    engine = make_engine(fresh_url, poolclass=sa.pool.NullPool)
+    with engine.begin() as conn:
+        conn.execute(
+            tables.members.insert(),
+            {
+                "member_id": "u1",
+                "addresses": [],
+                "invoice_titles": [],
+                "origin": "registered",
+                "created_at": paid_at,
+                "updated_at": paid_at,
+            },
+        )
+        conn.execute(
+            tables.orders.insert(),
+            {
+                "order_id": "o1",
+                "member_id": "u1",
+                "status": "completed",
+                "amount": 50000,
+                "shipping_fee": 0,
+                "refunded_amount": 15000,
+                "paid_at": paid_at,
+                "completed_at": completed_at,
+                "sender": "platform",
+                "paid_event_id": "pay-o1",
+            },
+        )
+        after = completed_at + timedelta(hours=1)
+        for refund_id, amount, at in (("r1", 10000, paid_at), ("r2", 5000, after)):
+            conn.execute(
+                tables.refunds.insert(),
+                {
+                    "refund_id": refund_id,
+                    "order_id": "o1",
+                    "member_id": "u1",
+                    "amount": amount,
+                    "items": [],
+                    "refunded_at": at,
+                },
+            )
+        for kind, amount, order_id in (("purchase", 400, "o1"), ("login", 5, None)):
+            conn.execute(
+                tables.growth_entries.insert(),
+                {
+                    "program_id": "platform",
+                    "member_id": "u1",
+                    "amount": amount,
+                    "kind": kind,
+                    "rule_id": kind,
+                    "idem_key": f"{kind}:1",
+                    "order_id": order_id,
+                    "reason_zh": kind,
+                    "reason_en": kind,
+                    "actor": "test",
+                    "occurred_at": completed_at,
+                    "created_at": completed_at,
+                },
+            )
+    # when it is upgraded to 0004 (and once more after stepping back down)
+    for _ in range(2):
+        migrate.upgrade(fresh_url, "0004")
+        # then the purchase entry's basis is what was paid net of the refund known at
+        # completion (¥400), and the login entry has none
+        with engine.connect() as conn:
+            found = conn.execute(
+                sa.select(tables.growth_entries.c.kind, tables.growth_entries.c.basis_fen)
+            ).all()
+        assert sorted(found) == [("login", None), ("purchase", 40000)]
+        migrate.downgrade(fresh_url, "0003")
+    # and a purchase entry without a basis is refused by the database
+    migrate.upgrade(fresh_url, "0004")
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(
+            sa.update(tables.growth_entries)
+            .where(tables.growth_entries.c.kind == "purchase")
+            .values(basis_fen=None)
+        )
+    engine.dispose()

@@ -601,7 +601,8 @@ def test_a_store_key_reads_only_its_own_program_and_members(api, clock):
     # but not a member who never joined the store, nor the platform's program
     assert api.get("/v1/members/u1/benefits", key=key).status_code == 404
     other = api.get("/v1/members/u2/membership", key=key, program_id="platform")
-    assert (other.status_code, other.json()["code"]) == (403, "membership_program_not_found")
+    assert (other.status_code, other.json()["code"]) == (403, "program_not_enrolled")
+    assert other.json()["field"] == "program_id"
     # and a key without the read scope reads nothing
     writer = api.new_key("s1", "write")
     assert api.get("/v1/members/u2/membership", key=writer).status_code == 403

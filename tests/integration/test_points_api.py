@@ -373,15 +373,25 @@ def test_a_store_key_reads_and_spends_only_its_own_programs_points(stores):
     spent = stores.post("/v1/members/u1/points/redemptions", body, stores.s1)
     assert spent.status_code == 201, spent.json()
     assert figures(stores.svc, program="s1") == (150, 0, 0, 0)
-    # but not the platform's points, which are the default program
+    # and a call naming no program means the store's own, as on every member endpoint
+    default = stores.get("/v1/members/u1/points", stores.s1)
+    assert (default.status_code, default.json()["program_id"]) == (200, "s1")
+    assert default.json()["available"] == 150
+    # but not the platform's points
     before = row_counts(stores.svc)
-    platform = stores.get("/v1/members/u1/points", stores.s1)
+    platform = stores.get("/v1/members/u1/points", stores.s1, program_id="platform")
     assert problem_of(platform, 403, "program_not_enrolled")["field"] == "program_id"
     spend = stores.post(
-        "/v1/members/u1/points/redemptions", {"id": "red-2", "amount": 1, "reason": "x"}, stores.s1
+        "/v1/members/u1/points/redemptions",
+        {"id": "red-2", "amount": 1, "reason": "x", "program_id": "platform"},
+        stores.s1,
     )
     problem_of(spend, 403, "program_not_enrolled")
-    hold = stores.post("/v1/members/u1/points/reservations", {"id": "h", "amount": 1}, stores.s1)
+    hold = stores.post(
+        "/v1/members/u1/points/reservations",
+        {"id": "h", "amount": 1, "program_id": "platform"},
+        stores.s1,
+    )
     problem_of(hold, 403, "program_not_enrolled")
     assert row_counts(stores.svc) == before
 

@@ -91,8 +91,185 @@ def test_a_document_that_is_not_an_object_is_refused(api):
 def test_rule_ids_must_be_unique_within_a_document(api):
     response = put(api, {"points": {"earning": [BASE_RULE, BASE_RULE]}})
     assert response.status_code == 422
-    assert response.json()["field"] == "document.points"
+    assert response.json()["field"] == "document.points.earning[1].id"
     assert "base" in response.json()["detail"]
+
+
+# ---------------------------------------------------------------- ids and what names them
+
+
+def named(zh, en=None):
+    return {"zh": zh, "en": en or zh}
+
+
+def tier(tier_id, threshold, **more):
+    return {"id": tier_id, "name": named(tier_id), "threshold": threshold, **more}
+
+
+def ladder(*tiers):
+    return {"tiers": list(tiers or (tier("member", 0), tier("gold", 1000)))}
+
+
+def benefit(benefit_id, kind="custom", **more):
+    return {"id": benefit_id, "kind": kind, "name": named(benefit_id), **more}
+
+
+def plan(plan_id, **more):
+    return {"id": plan_id, "name": named(plan_id), "price_fen": 9900, "period": "monthly", **more}
+
+
+def growth_rule(rule_id, kind="purchase", **more):
+    return {"id": rule_id, "kind": kind, "points": 1, **more}
+
+
+TIERED_FIXED = {"kind": "fixed", "id": "gold-sign-in", "trigger": "sign_in", "points": 5}
+
+BROKEN_REFERENCES = [
+    pytest.param(
+        {"growth": {"rules": [growth_rule("buy"), growth_rule("buy", "login")]}},
+        "document.growth.rules[1].id",
+        "growth rule id 'buy' is used twice",
+        id="growth rule ids twice",
+    ),
+    pytest.param(
+        {"tiers": ladder(tier("member", 0), tier("gold", 500), tier("gold", 900))},
+        "document.tiers.tiers[2].id",
+        "tier id 'gold' is used twice",
+        id="tier ids twice",
+    ),
+    pytest.param(
+        {"benefits": [benefit("gift"), benefit("gift")]},
+        "document.benefits[1].id",
+        "benefit id 'gift' is used twice",
+        id="benefit ids twice",
+    ),
+    pytest.param(
+        {"plans": [plan("plus"), plan("plus")]},
+        "document.plans[1].id",
+        "plan id 'plus' is used twice",
+        id="plan ids twice",
+    ),
+    pytest.param(
+        {"points": {"earning": [BASE_RULE], "multipliers": [{"id": "base", "factor": "2"}]}},
+        "document.points.multipliers[0].id",
+        "rule id 'base' is used twice",
+        id="a multiplier with an earning rule's id",
+    ),
+    pytest.param(
+        {
+            "tiers": ladder(),
+            "growth": {"rules": [growth_rule("buy", coefficients={"glod": "1.2"})]},
+        },
+        "document.growth.rules[0].coefficients.glod",
+        "names tier 'glod', which is not on the ladder (gold, member)",
+        id="a coefficient of a tier not on the ladder",
+    ),
+    pytest.param(
+        {"growth": {"rules": [growth_rule("buy", coefficients={"gold": "1.2"})]}},
+        "document.growth.rules[0].coefficients.gold",
+        "the document has no tier ladder",
+        id="a coefficient without a ladder",
+    ),
+    pytest.param(
+        {
+            "tiers": ladder(),
+            "points": {"earning": [{**TIERED_FIXED, "conditions": {"tiers": ["gold", "vip"]}}]},
+        },
+        "document.points.earning[0].conditions.tiers[1]",
+        "names tier 'vip'",
+        id="an earning rule for a tier not on the ladder",
+    ),
+    pytest.param(
+        {
+            "points": {
+                "multipliers": [{"id": "x2", "factor": "2", "conditions": {"tiers": ["gold"]}}]
+            }
+        },
+        "document.points.multipliers[0].conditions.tiers[0]",
+        "the document has no tier ladder",
+        id="a multiplier for a tier without a ladder",
+    ),
+    pytest.param(
+        {"benefits": [benefit("gift")], "tiers": ladder(tier("member", 0, benefits=["gfit"]))},
+        "document.tiers.tiers[0].benefits[0]",
+        "benefit 'gfit' is not in the catalog",
+        id="a tier's benefit not in the catalog",
+    ),
+    pytest.param(
+        {"benefits": [benefit("gift")], "plans": [plan("plus", benefits=["gift", "gift"])]},
+        "document.plans[0].benefits[1]",
+        "benefit 'gift' is listed twice",
+        id="a plan listing a benefit twice",
+    ),
+    pytest.param(
+        {"benefits": [benefit("off", "percent_discount")]},
+        "document.benefits[0].percent_off",
+        "a percent_discount benefit needs percent_off",
+        id="a discount without percent_off",
+    ),
+    pytest.param(
+        {"benefits": [benefit("x2", "points_multiplier")]},
+        "document.benefits[0].multiplier",
+        "a points_multiplier benefit needs multiplier",
+        id="a multiplier benefit without multiplier",
+    ),
+    pytest.param(
+        {"benefits": [benefit("price", "member_price", skus=["a"])]},
+        "document.benefits[0].member_price_fen",
+        "a member_price benefit needs member_price_fen",
+        id="a member price without prices",
+    ),
+    pytest.param(
+        {"benefits": [benefit("ship", "free_shipping", percent_off="10")]},
+        "document.benefits[0].percent_off",
+        "only a percent_discount benefit has percent_off",
+        id="a rate on a benefit of another kind",
+    ),
+    pytest.param(
+        {"plans": [{**plan("plus"), "name": {"zh": "PLUS会员"}}]},
+        "document.plans[0].name.en",
+        "Field required",
+        id="a plan named in one language",
+    ),
+]
+
+
+@pytest.mark.parametrize(("doc", "field", "reason"), BROKEN_REFERENCES)
+def test_duplicate_ids_unknown_references_and_incomplete_benefits_are_refused(
+    api, doc, field, reason
+):
+    before = row_counts(api.svc)
+    # when an operator applies a document with the mistake
+    response = put(api, doc)
+    # then it is refused, naming the offending field and saying why, and nothing is stored
+    assert response.status_code == 422, response.json()
+    body = response.json()
+    assert (body["code"], body["field"]) == ("program_document_invalid", field)
+    assert body["detail"].startswith(f"{field}: ")
+    assert reason in body["detail"]
+    assert row_counts(api.svc) == before
+
+
+def test_a_document_whose_ids_and_references_agree_is_accepted(api):
+    # given a ladder whose tiers grant catalog benefits, growth coefficients and a points rule
+    # for its tiers, and a plan granting benefits of every kind that needs a field
+    doc = {
+        "points": {"earning": [BASE_RULE, {**TIERED_FIXED, "conditions": {"tiers": ["gold"]}}]},
+        "growth": {"rules": [growth_rule("buy", coefficients={"gold": "1.5"})]},
+        "tiers": ladder(tier("member", 0), tier("gold", 1000, benefits=["off", "ship"])),
+        "benefits": [
+            benefit("off", "percent_discount", percent_off="5"),
+            benefit("x2", "points_multiplier", multiplier="2"),
+            benefit("price", "member_price", member_price_fen={"sku-1": 990}),
+            benefit("ship", "free_shipping", monthly_quota=4),
+            benefit("desk", "priority_service"),
+        ],
+        "plans": [plan("plus", benefits=["off", "x2", "price", "ship", "desk"])],
+    }
+    # when it is applied, then it is version 1
+    response = put(api, doc)
+    assert response.status_code == 200, response.json()
+    assert response.json()["version"] == 1
 
 
 def test_only_the_platforms_administrators_apply_documents(api):
@@ -220,3 +397,29 @@ def test_the_program_schema_is_published_as_json_schema(api):
     per_amount = defs["PerAmountDoc"]["properties"]
     assert per_amount["per_fen"]["exclusiveMinimum"] == 0
     assert defs["ExpiryDoc"]["properties"]["mode"]["enum"] == ["rolling", "calendar", "never"]
+
+
+def test_a_stored_version_an_earlier_release_accepted_still_loads(api, svc, clock):
+    # given a version stored by an earlier release whose checks were looser: the same earning
+    # rule id twice (refused today)
+    doc = document(earning=[TEN_PER_YUAN, TEN_PER_YUAN])
+    assert put(api, doc).status_code == 422
+    with svc.engine.begin() as conn:
+        conn.execute(
+            tables.program_versions.insert().values(
+                program_id="platform",
+                version=1,
+                document=doc,
+                effective_from=clock(),
+                created_at=clock(),
+                actor="earlier-release",
+            )
+        )
+    svc.configs.invalidate()
+    # when the program is read back, then it loads and events are judged by it, as before
+    clock.advance(minutes=1)
+    with svc.engine.connect() as conn:
+        assert svc.configs.at(conn, "platform", clock()).version == 1
+    effects = pay(svc, "o1", 10000, clock())
+    earned = [e["points"] for e in effects if e["kind"] == "points.pending"]
+    assert earned == [1000]  # the second rule of the same id finds the first one's credit

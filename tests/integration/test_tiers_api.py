@@ -212,7 +212,8 @@ def test_a_program_without_a_ladder_has_no_tier_card(api, clock):
     assert set_tier(api, "gold").json()["code"] == "no_tier_ladder"
     # while unknown members and programs are 404s of their own
     assert api.get("/v1/members/u404/tier").json()["code"] == "member_not_found"
-    assert api.get("/v1/members/u1/tier", program_id="nope").json()["code"] == "program_not_found"
+    unknown = api.get("/v1/members/u1/tier", program_id="nope")
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "program_not_enrolled")
 
 
 # ---------------------------------------------------------------- setting a tier by hand
@@ -379,9 +380,10 @@ def test_a_store_reads_its_own_ladder_for_its_own_members_only(beauty, clock):
     # when it reads the other member, then that member does not exist for the store
     other = api.get("/v1/members/u2/tier", key=api.store_key, program_id="store-beauty")
     assert (other.status_code, other.json()["code"]) == (404, "member_not_found")
-    # when it reads the platform's program, then that program does not exist for the store
+    # when it reads the platform's program, then it is refused: not its program
     platform = api.get("/v1/members/u1/tier", key=api.store_key, program_id="platform")
-    assert (platform.status_code, platform.json()["code"]) == (404, "program_not_found")
+    assert (platform.status_code, platform.json()["code"]) == (403, "program_not_enrolled")
+    assert platform.json()["field"] == "program_id"
     # and it may not set tiers with a read-write key
     assert set_tier(api, "svip", key=api.store_key, program_id="store-beauty").status_code == 403
     # while the platform reads the store's program too

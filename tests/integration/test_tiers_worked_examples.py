@@ -456,13 +456,6 @@ def test_each_purchase_rule_takes_back_only_what_it_earned(svc, clock):
     assert tier_card_free_growth(svc) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="growth_events.on_order_refunded tells refunds before completion from those after by "
-    "timestamp, so a refund that occurred before completion but arrives after it is taken to "
-    "have reduced the completion's growth already and takes nothing back; telling them apart "
-    "needs the paid amount at completion stored (a schema change)",
-)
 def test_a_refund_reported_late_still_takes_back_its_share_of_growth(svc, clock):
     # given 1 growth per ¥1 and a ¥500 order paid on March 1st
     apply(svc, {"growth": {"rules": [PURCHASE_RULE]}})
@@ -478,6 +471,175 @@ def test_a_refund_reported_late_still_takes_back_its_share_of_growth(svc, clock)
     late = refunded("ref-r1", "o1", "r1", 20000, occurred_at=iso(paid_at.replace(day=2)))
     send(svc, late)
     # then 200 growth is taken back all the same
+    assert tier_card_free_growth(svc) == 300
+
+
+def pay_on(svc, order_id, amount, at, member="u1", store_id=None):
+    """The member pays ``amount`` fen for one item at ``at``."""
+    items = [item(f"sku-{order_id}", amount)]
+    body = paid(
+        f"pay-{order_id}",
+        order_id,
+        member,
+        amount=amount,
+        items=items,
+        occurred_at=iso(at),
+        store_id=store_id,
+    )
+    send(svc, body)
+
+
+def in_store(body, store_id):
+    return {**body, "store_id": store_id} if store_id else body
+
+
+def complete_on(svc, order_id, at, member="u1", store_id=None):
+    body = completed(f"done-{order_id}", order_id, member, occurred_at=iso(at))
+    return send(svc, in_store(body, store_id))["effects"]
+
+
+def refund_on(svc, order_id, refund_id, amount, at, member="u1", store_id=None):
+    body = refunded(f"ref-{refund_id}", order_id, refund_id, amount, member, occurred_at=iso(at))
+    return send(svc, in_store(body, store_id))["effects"]
+
+
+def taken_back(effects):
+    return [e["growth"] for e in effects_of(effects, "growth.taken_back")]
+
+
+def test_refunds_before_and_after_completion_take_back_what_completion_credited_in_any_order(
+    svc, clock
+):
+    # given 1 growth per ¥1 and a ¥1,000 order paid on March 1st
+    apply(svc, {"growth": {"rules": [PURCHASE_RULE]}})
+    march = {day: shanghai(2026, 3, day, 10) for day in range(1, 8)}
+    pay_on(svc, "o1", 100000, march[1])
+    # and ¥200 of it refunded on March 2nd, reported at once
+    move_to(clock, march[2])
+    assert taken_back(refund_on(svc, "o1", "r1", 20000, march[2])) == []
+    # when the order completes on March 4th
+    move_to(clock, march[4])
+    effects = complete_on(svc, "o1", march[4])
+    # then it earns 800 growth, for the ¥800 still paid
+    assert credited(effects) == [("purchase", 800)]
+    assert (growth_entries(svc)[0]["kind"], growth_entries(svc)[0]["basis_fen"]) == (
+        "purchase",
+        80000,
+    )
+    # when a ¥300 refund made on March 3rd is only reported now, on March 5th
+    move_to(clock, march[5])
+    effects = refund_on(svc, "o1", "r2", 30000, march[3])
+    # then 300 of the 800 are taken back: 800 × 300 ÷ 800
+    assert taken_back(effects) == [-300]
+    # when ¥100 more is refunded on March 6th
+    move_to(clock, march[6])
+    assert taken_back(refund_on(svc, "o1", "r3", 10000, march[6])) == [-100]
+    # and the last ¥400 on March 7th
+    move_to(clock, march[7])
+    assert taken_back(refund_on(svc, "o1", "r4", 40000, march[7])) == [-400]
+    # then all 800 are taken back, never more, and the ¥200 refunded before completion took
+    # nothing (the completion never credited it)
+    assert tier_card_free_growth(svc) == 0
+    assert [(e["kind"], e["amount"]) for e in growth_entries(svc)] == [
+        ("purchase", 800),
+        ("purchase_refund", -300),
+        ("purchase_refund", -100),
+        ("purchase_refund", -400),
+    ]
+    # and the last refund sent again answers as the first time and writes nothing
+    again = send(svc, refunded("ref-r4", "o1", "r4", 40000, occurred_at=iso(march[7])))
+    assert taken_back(again["effects"]) == [-400]
+    assert len(growth_entries(svc)) == 4
+    assert tier_card_free_growth(svc) == 0
+
+
+def test_a_late_refund_of_a_store_order_takes_back_its_share_in_both_programs(svc, clock):
+    # given 1 platform growth per ¥1, and a store whose own program gives 2 growth per ¥1
+    owner_service.add_store(svc, "s1", "优衣库", actor="test")
+    apply(svc, {"growth": {"rules": [PURCHASE_RULE]}})
+    apply(svc, {"growth": {"rules": [{**PURCHASE_RULE, "points": 2}]}}, program="s1")
+    # and a ¥500 order paid in the store on March 1st and completed on March 3rd
+    paid_at = clock()
+    pay_on(svc, "o1", 50000, paid_at, store_id="s1")
+    move_to(clock, shanghai(2026, 3, 3, 10))
+    effects = complete_on(svc, "o1", clock(), store_id="s1")
+    assert sorted(
+        (e["program_id"], e["growth"]) for e in effects_of(effects, "growth.credited")
+    ) == [
+        ("platform", 500),
+        ("s1", 1000),
+    ]
+    # when a ¥100 refund made on March 2nd is only reported now
+    effects = refund_on(svc, "o1", "r1", 10000, shanghai(2026, 3, 2, 10), store_id="s1")
+    # then each program takes back a fifth of what it credited
+    taken = sorted((e["program_id"], e["growth"]) for e in effects_of(effects, "growth.taken_back"))
+    assert taken == [("platform", -100), ("s1", -200)]
+    assert tier_card_free_growth(svc) == 400
+    assert sum(e["amount"] for e in growth_entries(svc, program="s1")) == 800
+
+
+def test_a_refund_at_the_instant_of_completion_but_reported_after_it_takes_back_its_share(
+    svc, clock
+):
+    # given 1 growth per ¥1 and a ¥600 order paid and completed at the same instant
+    apply(svc, {"growth": {"rules": [PURCHASE_RULE]}})
+    at = clock()
+    pay_on(svc, "o1", 60000, at)
+    assert credited(complete_on(svc, "o1", at)) == [("purchase", 600)]
+    # when a ¥150 refund dated at that same instant is reported after the completion
+    clock.advance(hours=1)
+    effects = refund_on(svc, "o1", "r1", 15000, at)
+    # then its share, 150, is taken back
+    assert taken_back(effects) == [-150]
+    assert tier_card_free_growth(svc) == 450
+
+
+def test_refunds_in_thirds_take_back_running_totals_and_exactly_what_was_credited(svc, clock):
+    # given 1 growth per ¥1 and a ¥100.00 order completed for 100 growth
+    apply(svc, {"growth": {"rules": [PURCHASE_RULE]}})
+    order(svc, clock, "o1", 10000)
+    # when it is refunded in three parts of ¥33.33, ¥33.33 and ¥33.34
+    taken = []
+    for n, amount in enumerate((3333, 3333, 3334)):
+        clock.advance(days=1)
+        taken += taken_back(refund(svc, clock, "o1", f"r{n}", amount))
+    # then each refund takes what the running total says (⌊100 × 3333 ÷ 10000⌋ = 33, then
+    # ⌊100 × 6666 ÷ 10000⌋ − 33 = 33, then the rest), and together exactly the 100 credited
+    assert taken == [-33, -33, -34]
+    assert tier_card_free_growth(svc) == 0
+
+
+def test_a_refund_takes_back_in_proportion_to_the_growth_actually_credited_under_a_daily_cap(
+    svc, clock
+):
+    # given 1 growth per ¥1 capped at 300 a day, and a ¥500 order that earned only the cap
+    apply(svc, {"growth": {"rules": [{**PURCHASE_RULE, "per_day": 300}]}})
+    assert credited(order(svc, clock, "o1", 50000)) == [("purchase", 300)]
+    # when half of the order is refunded the next day
+    clock.advance(days=1)
+    effects = refund(svc, clock, "o1", "r1", 25000)
+    # then half of what was credited is taken back: 150, not 250
+    assert taken_back(effects) == [-150]
+    assert tier_card_free_growth(svc) == 150
+
+
+def test_a_refund_takes_back_growth_of_a_rule_since_removed_or_with_growth_turned_off(svc, clock):
+    # given 1 growth per ¥1 and a ¥400 order that earned 400
+    apply(svc, {"growth": {"rules": [PURCHASE_RULE]}})
+    order(svc, clock, "o1", 40000)
+    order(svc, clock, "o2", 40000)
+    # when the operator removes the purchase rule, and ¥100 of o1 is refunded
+    clock.advance(days=1)
+    apply(svc, {"growth": {"rules": []}})
+    effects = refund(svc, clock, "o1", "r1", 10000)
+    # then the refund still takes back its share of what the order earned
+    assert taken_back(effects) == [-100]
+    # when growth is then turned off altogether, and o2 is refunded in full
+    clock.advance(days=1)
+    apply(svc, {"growth": {"enabled": False}})
+    effects = refund(svc, clock, "o2", "r2", 40000)
+    # then o2's 400 are taken back too
+    assert taken_back(effects) == [-400]
     assert tier_card_free_growth(svc) == 300
 
 

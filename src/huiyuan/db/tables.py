@@ -549,7 +549,13 @@ growth_entries = Table(
     Column("actor", String(200), nullable=False),
     Column("occurred_at", UTCDateTime(), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # purchase: the money (fen) the growth was credited for — the order's paid amount net of the
+    # refunds recorded when it completed; a later refund takes back in proportion to it
+    Column("basis_fen", BigInteger),
     CheckConstraint("amount <> 0", name="non_zero"),
+    CheckConstraint(
+        "kind <> 'purchase' OR (basis_fen IS NOT NULL AND basis_fen >= 0)", name="purchase_basis"
+    ),
     UniqueConstraint("program_id", "idem_key", name="uq_growth_entries_idem"),
 )
 Index(

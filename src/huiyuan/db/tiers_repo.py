@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -121,6 +122,50 @@ def grant_gift_once(
     return (
         insert_ignore(conn, tier_gifts, row, ["program_id", "member_id", "tier_id", "period"]) == 1
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseGrowth:
+    """What one purchase rule credited for an order, on what basis, and took back since."""
+
+    rule_id: str
+    credited: int
+    basis_fen: int
+    taken_back: int
+
+
+def purchase_growth_of_order(
+    conn: Connection, program_id: str, member_id: str, order_id: str
+) -> list[PurchaseGrowth]:
+    """Per rule, the purchase growth an order earned and what refunds took back (exact
+    columns: an order id may hold SQL LIKE wildcards, and one rule id may prefix another)."""
+    query = (
+        select(
+            growth_entries.c.rule_id,
+            growth_entries.c.kind,
+            func.sum(growth_entries.c.amount).label("amount"),
+            func.max(growth_entries.c.basis_fen).label("basis_fen"),
+        )
+        .where(
+            growth_entries.c.program_id == program_id,
+            growth_entries.c.member_id == member_id,
+            growth_entries.c.order_id == order_id,
+            growth_entries.c.kind.in_(("purchase", "purchase_refund")),
+            growth_entries.c.rule_id.is_not(None),
+        )
+        .group_by(growth_entries.c.rule_id, growth_entries.c.kind)
+    )
+    credited: dict[str, tuple[int, int]] = {}
+    taken: dict[str, int] = {}
+    for row in conn.execute(query):
+        if row.kind == "purchase":
+            credited[row.rule_id] = (int(row.amount), int(row.basis_fen or 0))
+        else:
+            taken[row.rule_id] = -int(row.amount)
+    return [
+        PurchaseGrowth(rule_id, amount, basis, taken.get(rule_id, 0))
+        for rule_id, (amount, basis) in sorted(credited.items())
+    ]
 
 
 def growth_since(conn: Connection, program_id: str, member_id: str, since: datetime) -> int:

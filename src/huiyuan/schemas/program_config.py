@@ -1,35 +1,104 @@
 """The program document: one validated, versioned JSON/YAML document per program.
 
-It holds the points (积分) configuration today — name and value, earning rules, multipliers,
-expiry, pending, redemption, negative-balance and refund policies — and the wallet's recharge
-rules. Every applied version is kept; ledger entries name the version that decided them. The
-JSON Schema is published at ``GET /v1/schemas/program``.
+It holds the points (积分) configuration — name and value, earning rules, multipliers, expiry,
+pending, redemption, negative-balance and refund policies —, the wallet's recharge rules, growth
+rules, the tier ladder, the benefits catalog and the paid plans. Every applied version is kept;
+ledger entries name the version that decided them. The JSON Schema is published at
+``GET /v1/schemas/program``.
+
+A document is whole in itself: its ids (rules, tiers, benefits, plans) are unique, every id it
+names (a tier's or plan's benefits, a coefficient's or condition's tier) is defined in it, and a
+benefit carries the fields its kind needs and no other kind's. A refusal names the offending
+field itself (``document.growth.rules[1].id``), not the section that found it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from huiyuan.domain import growth as dg
 from huiyuan.domain import points as dp
 from huiyuan.domain import tiers as dt
+from huiyuan.schemas.validation import field_path
 
 Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 PositiveInt = Annotated[int, Field(gt=0, le=10**12)]
 NonNegInt = Annotated[int, Field(ge=0, le=10**12)]
 
 
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str, Any]  # where in the model, what is wrong, the offending value
+
+
 class Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Reading back a version stored by an earlier release, whose checks were looser: the checks of
+# ids and references (``refuse``) let it through, so a stricter release never makes a program
+# that already runs unreadable. New documents are always checked in full.
+_STORED = ContextVar("program_document_stored", default=False)
+
+
+def stored_document(raw: Any) -> ProgramDocument:
+    """A stored version, read back without refusing what an earlier release accepted."""
+    token = _STORED.set(True)
+    try:
+        return ProgramDocument.model_validate(raw)
+    finally:
+        _STORED.reset(token)
+
+
+def refuse(model: str, problems: Sequence[Problem]) -> None:
+    """Raise the problems as a validation error located at their own fields (not at the model
+    that found them), so that a refusal names e.g. ``document.growth.rules[1].id``."""
+    if problems and not _STORED.get():
+        raise ValidationError.from_exception_data(
+            model,
+            [
+                InitErrorDetails(
+                    type=PydanticCustomError("document_rule", "{reason}", {"reason": reason}),
+                    loc=loc,
+                    input=value,
+                )
+                for loc, reason, value in problems
+            ],
+        )
+
+
+def duplicates(
+    ids: Iterable[tuple[Loc, str]], what: str, twice: str = "is used twice"
+) -> list[Problem]:
+    """Every id met a second time, located at the later one."""
+    first: dict[str, Loc] = {}
+    found: list[Problem] = []
+    for loc, value in ids:
+        if value in first:
+            found.append(
+                (loc, f"{what} {value!r} {twice} (also {field_path(first[value])})", value)
+            )
+        else:
+            first[value] = loc
+    return found
 
 
 class Names(Doc):
     zh: Annotated[str, Field(min_length=1, max_length=50)] = "积分"
     en: Annotated[str, Field(min_length=1, max_length=50)] = "points"
+
+
+class Label(Doc):
+    """A name shown to members, in both languages (a tier, a plan, a benefit)."""
+
+    zh: Annotated[str, Field(min_length=1, max_length=50)]
+    en: Annotated[str, Field(min_length=1, max_length=50)]
 
 
 class ConditionsDoc(Doc):
@@ -189,10 +258,9 @@ class PointsDoc(Doc):
 
     @model_validator(mode="after")
     def _unique_rule_ids(self) -> PointsDoc:
-        ids = [r.id for r in self.earning] + [m.id for m in self.multipliers]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"rule ids must be unique: {', '.join(duplicates)}")
+        ids = [(("earning", i, "id"), r.id) for i, r in enumerate(self.earning)]
+        ids += [(("multipliers", i, "id"), m.id) for i, m in enumerate(self.multipliers)]
+        refuse("PointsDoc", duplicates(ids, "rule id"))
         return self
 
 
@@ -277,10 +345,16 @@ class GrowthDoc(Doc):
     rules: list[GrowthRuleDoc] = []
     rfm: RfmDoc = RfmDoc()
 
+    @model_validator(mode="after")
+    def _unique_rule_ids(self) -> GrowthDoc:
+        ids = [(("rules", i, "id"), r.id) for i, r in enumerate(self.rules)]
+        refuse("GrowthDoc", duplicates(ids, "growth rule id"))
+        return self
+
 
 class TierDoc(Doc):
     id: Ident
-    name: Names
+    name: Label
     threshold: NonNegInt
     retention: NonNegInt | None = Field(
         default=None, description="metric that keeps the tier at a checkpoint (default: threshold)"
@@ -310,12 +384,10 @@ class LadderDoc(Doc):
 
     @model_validator(mode="after")
     def _ordered(self) -> LadderDoc:
+        refuse("LadderDoc", duplicates(_ids(self.tiers, ("tiers",)), "tier id"))
         thresholds = [t.threshold for t in self.tiers]
         if thresholds[0] != 0 or thresholds != sorted(set(thresholds)):
             raise ValueError("tiers start at threshold 0 and rise strictly")
-        ids = [t.id for t in self.tiers]
-        if len(set(ids)) != len(ids):
-            raise ValueError("tier ids must be unique")
         return self
 
     def to_domain(self) -> dt.Ladder:
@@ -343,8 +415,25 @@ class LadderDoc(Doc):
         )
 
 
+# What each benefit kind needs (its rate, quota or prices), and the kind-specific fields only
+# that kind may carry: a field another kind would use is a mistake, not something to ignore.
+BENEFIT_NEEDS = {
+    "percent_discount": "percent_off",
+    "points_multiplier": "multiplier",
+    "member_price": "member_price_fen",
+}
+BENEFIT_FIELD_KINDS = {
+    "percent_off": "percent_discount",
+    "multiplier": "points_multiplier",
+    "monthly_quota": "free_shipping",
+    "member_price_fen": "member_price",
+}
+
+
 class BenefitDoc(Doc):
-    """A benefit (权益) in the catalog, granted by tiers and plans."""
+    """A benefit (权益) in the catalog, granted by tiers and plans. A ``percent_discount`` needs
+    ``percent_off``, a ``points_multiplier`` its ``multiplier``, a ``member_price`` at least one
+    SKU's price; those fields and ``monthly_quota`` belong to their own kind only."""
 
     id: Ident
     kind: Literal[
@@ -358,7 +447,7 @@ class BenefitDoc(Doc):
         "free_returns",
         "custom",
     ]
-    name: Names
+    name: Label
     description: Annotated[str, Field(max_length=500)] = ""
     percent_off: Annotated[Decimal | None, Field(gt=0, lt=100)] = None
     multiplier: Annotated[Decimal | None, Field(gt=0, le=100)] = None
@@ -368,12 +457,25 @@ class BenefitDoc(Doc):
     member_price_fen: dict[str, NonNegInt] = Field(default={}, description="sku → member price")
     gift_points: NonNegInt = 0
 
+    @model_validator(mode="after")
+    def _fields_of_its_kind(self) -> BenefitDoc:
+        problems: list[Problem] = []
+        needed = BENEFIT_NEEDS.get(self.kind)
+        if needed is not None and not getattr(self, needed):
+            problems.append(((needed,), f"a {self.kind} benefit needs {needed}", None))
+        for name, kind in BENEFIT_FIELD_KINDS.items():
+            value = getattr(self, name)
+            if kind != self.kind and value:
+                problems.append(((name,), f"only a {kind} benefit has {name}", value))
+        refuse("BenefitDoc", problems)
+        return self
+
 
 class PlanDoc(Doc):
     """A paid membership plan (付费会员, like JD PLUS)."""
 
     id: Ident
-    name: Names
+    name: Label
     price_fen: NonNegInt
     period: Literal["monthly", "quarterly", "annual"]
     trial_days: NonNegInt = 0
@@ -397,14 +499,61 @@ class ProgramDocument(Doc):
     )
 
     @model_validator(mode="after")
-    def _benefits_exist(self) -> ProgramDocument:
-        known = {b.id for b in self.benefits}
-        named = [b for t in (self.tiers.tiers if self.tiers else []) for b in t.benefits]
-        named += [b for p in self.plans for b in p.benefits]
-        missing = sorted(set(named) - known)
-        if missing:
-            raise ValueError(f"benefits not in the catalog: {', '.join(missing)}")
+    def _references_exist(self) -> ProgramDocument:
+        """Ids are unique, and every id the document names — a benefit of a tier or plan, a
+        tier in a coefficient or a condition — is defined in it."""
+        refuse("ProgramDocument", _benefit_references(self) + _tier_references(self))
         return self
+
+
+def _benefit_references(doc: ProgramDocument) -> list[Problem]:
+    problems = duplicates(_ids(doc.benefits, ("benefits",)), "benefit id")
+    problems += duplicates(_ids(doc.plans, ("plans",)), "plan id")
+    catalog = {b.id for b in doc.benefits}
+    for i, tier in enumerate(doc.tiers.tiers if doc.tiers else []):
+        problems += _named(tier.benefits, ("tiers", "tiers", i, "benefits"), catalog, "benefit")
+    for i, plan in enumerate(doc.plans):
+        problems += _named(plan.benefits, ("plans", i, "benefits"), catalog, "benefit")
+    return problems
+
+
+def _tier_references(doc: ProgramDocument) -> list[Problem]:
+    """Growth coefficients and points conditions may name only tiers of the ladder."""
+    tiers = {t.id for t in doc.tiers.tiers} if doc.tiers else set()
+    named: list[tuple[Loc, str]] = [
+        (("growth", "rules", i, "coefficients", key), key)
+        for i, rule in enumerate(doc.growth.rules)
+        for key in rule.coefficients
+    ]
+    rules = [("earning", i, r.conditions) for i, r in enumerate(doc.points.earning)]
+    rules += [("multipliers", i, m.conditions) for i, m in enumerate(doc.points.multipliers)]
+    named += [
+        (("points", section, i, "conditions", "tiers", j), tier)
+        for section, i, conditions in rules
+        for j, tier in enumerate(conditions.tiers)
+    ]
+    return [(loc, _no_tier(tier, tiers), tier) for loc, tier in named if tier not in tiers]
+
+
+def _ids(items: Sequence[TierDoc | BenefitDoc | PlanDoc], at: Loc) -> list[tuple[Loc, str]]:
+    return [((*at, i, "id"), item.id) for i, item in enumerate(items)]
+
+
+def _named(ids: Sequence[str], at: Loc, known: set[str], what: str) -> list[Problem]:
+    """Each id of a list must be ``known`` and named once."""
+    problems = duplicates((((*at, j), i) for j, i in enumerate(ids)), what, "is listed twice")
+    problems += [
+        ((*at, j), f"{what} {i!r} is not in the catalog", i)
+        for j, i in enumerate(ids)
+        if i not in known
+    ]
+    return problems
+
+
+def _no_tier(tier: str, tiers: set[str]) -> str:
+    if not tiers:
+        return f"names tier {tier!r}, but the document has no tier ladder"
+    return f"names tier {tier!r}, which is not on the ladder ({', '.join(sorted(tiers))})"
 
 
 def default_document() -> ProgramDocument:

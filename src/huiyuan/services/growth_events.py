@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, select
 
 from huiyuan.db import tiers_repo
-from huiyuan.db.tables import growth_entries, members, order_items, refunds
+from huiyuan.db.tables import growth_entries, members, order_items
 from huiyuan.domain import growth as dg
 from huiyuan.domain.business_time import business_day
 from huiyuan.services.context import PLATFORM_OWNER, Services
@@ -32,13 +32,17 @@ def books(
     store_id: str | None,
     at: datetime,
     actor: str,
+    *,
+    every_program: bool = False,
 ) -> list[TierBook]:
+    """The member's books in the programs an event counts for; those with neither growth rules
+    nor a ladder only when ``every_program`` (a refund takes back what they credited before)."""
     owners = [PLATFORM_OWNER] if store_id is None else [PLATFORM_OWNER, store_id]
     result = []
     for program_id in sorted(svc.directory.programs_of(conn, owners)):
         config = svc.configs.at(conn, program_id, at)
         doc = config.document
-        if not doc.growth.enabled and doc.tiers is None:
+        if not doc.growth.enabled and doc.tiers is None and not every_program:
             continue
         owner = svc.directory.owner_of(conn, program_id) or PLATFORM_OWNER
         scope = None if owner == PLATFORM_OWNER else owner
@@ -81,6 +85,7 @@ def _each(
     store_id: str | None = None,
     refund: bool = False,
     always: bool = False,
+    every_program: bool = False,
 ) -> list[Effect]:
     effects: list[Effect] = []
     for book in books(
@@ -90,6 +95,7 @@ def _each(
         store_id if store_id is not None else event.store_id,
         event.occurred_at,
         actor,
+        every_program=every_program,
     ):
         changed = work(book)
         effects += changed
@@ -203,6 +209,7 @@ def on_order_completed(
                 kind="purchase",
                 rule_id=rule.id,
                 order_id=order.order_id,
+                basis_fen=paid,
                 zh=f"订单 {order.order_id} 消费成长值",
                 en=f"order {order.order_id} purchase growth",
             ):
@@ -215,38 +222,44 @@ def on_order_completed(
 def on_order_refunded(
     svc: Services, conn: Connection, event: Any, order: Row[Any], refund_id: str, actor: str
 ) -> list[Effect]:
-    """A refund after completion takes back purchase growth in proportion."""
+    """A refund after completion takes back purchase growth in proportion to what completion
+    credited it for: the refunds recorded since then — in the order they arrived, whenever they
+    occurred — over the paid amount net of the refunds recorded by then (the entry's basis).
+
+    Driven by the entries the order earned, not by today's rules: growth credited under a rule
+    since renamed or removed, or before growth was turned off, is taken back all the same.
+    """
     if order.completed_at is None:
         return []
-    before = int(
-        conn.execute(
-            select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
-                refunds.c.order_id == order.order_id, refunds.c.refunded_at <= order.completed_at
-            )
-        ).scalar_one()
-    )
-    base = int(order.amount) - before
-    after = int(order.refunded_amount) - before
+    amount, refunded = int(order.amount), int(order.refunded_amount)
 
     def work(book: TierBook) -> list[Effect]:
         out = []
-        for rule in _rules(book, dg.GrowthKind.PURCHASE):
-            earned = _order_growth(book, order.order_id, rule.id, "purchase")
-            taken = -_order_growth(book, order.order_id, rule.id, "purchase_refund")
-            due = dg.growth_taken_back(earned, taken, after, base)
+        for earned in tiers_repo.purchase_growth_of_order(
+            book.conn, book.program_id, book.member_id, order.order_id
+        ):
+            known_at_completion = amount - earned.basis_fen
+            due = dg.growth_taken_back(
+                earned.credited,
+                earned.taken_back,
+                refunded - known_at_completion,
+                earned.basis_fen,
+            )
             if book.credit(
                 -due,
-                f"purchase-refund:{order.order_id}:{rule.id}:{refund_id}",
+                f"purchase-refund:{order.order_id}:{earned.rule_id}:{refund_id}",
                 kind="purchase_refund",
-                rule_id=rule.id,
+                rule_id=earned.rule_id,
                 order_id=order.order_id,
                 zh=f"订单 {order.order_id} 退款扣回成长值",
                 en=f"order {order.order_id} refunded: growth taken back",
             ):
-                out.append(_effect(book, rule.id, -due))
+                out.append(_effect(book, earned.rule_id, -due))
         return out
 
-    return _each(svc, conn, event, actor, work, store_id=order.store_id, refund=True)
+    return _each(
+        svc, conn, event, actor, work, store_id=order.store_id, refund=True, every_program=True
+    )
 
 
 # ---------------------------------------------------------------- reviews
@@ -331,19 +344,6 @@ def on_metric_event(svc: Services, conn: Connection, event: Any, actor: str) -> 
     for book in books(svc, conn, event.member_id, event.store_id, event.occurred_at, actor):
         effects += book.after_change(refund=refund)
     return effects
-
-
-def _order_growth(book: TierBook, order_id: str, rule_id: str, kind: str) -> int:
-    """The growth of one kind an order's rule wrote (exact columns: an order id may hold SQL
-    LIKE wildcards, and one rule id may prefix another)."""
-    query = select(func.coalesce(func.sum(growth_entries.c.amount), 0)).where(
-        growth_entries.c.program_id == book.program_id,
-        growth_entries.c.member_id == book.member_id,
-        growth_entries.c.order_id == order_id,
-        growth_entries.c.rule_id == rule_id,
-        growth_entries.c.kind == kind,
-    )
-    return int(book.conn.execute(query).scalar_one())
 
 
 def _review_growth(book: TierBook, review_id: str) -> int:

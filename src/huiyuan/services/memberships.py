@@ -40,7 +40,6 @@ from huiyuan.domain import membership as dm
 from huiyuan.domain.errors import (
     MembershipError,
     conflict,
-    forbidden,
     invalid,
     not_found,
 )
@@ -49,8 +48,8 @@ from huiyuan.schemas.program_config import BenefitDoc, PlanDoc, ProgramDocument,
 from huiyuan.schemas.validation import ValidEvent
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.members import require_visible_member
-from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
+from huiyuan.services.program_access import program_for_key
 from huiyuan.services.wallet import wallet_program
 
 Effect = dict[str, Any]
@@ -290,22 +289,6 @@ def remind_renewals(svc: Services, now: datetime | None = None) -> int:
 # ---------------------------------------------------------------- reading
 
 
-def _program(svc: Services, conn: Connection, who: Principal, program_id: str | None) -> str:
-    program = program_id or (
-        PLATFORM_PROGRAM if who.is_platform else wallet_program(svc, conn, who.owner_id)
-    )
-    owner = svc.directory.owner_of(conn, program)
-    if owner is None:
-        raise not_found(MembershipError.PROGRAM_NOT_FOUND, f"no program {program!r}")
-    if not who.is_platform and owner != who.owner_id:
-        raise forbidden(
-            MembershipError.PROGRAM_NOT_FOUND,
-            "a store's key may only use its own programs",
-            field="program_id",
-        )
-    return program
-
-
 def _visible(conn: Connection, who: Principal, member_id: str) -> None:
     require_visible_member(conn, who, member_id)
 
@@ -385,7 +368,7 @@ def membership_view(
     who.require(Scope.READ)
     now = svc.now()
     with svc.engine.connect() as conn:
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _visible(conn, who, member_id)
         doc = svc.configs.at(conn, program, now).document
         rows = subscriptions_repo.of_member(conn, program, member_id)
@@ -412,7 +395,7 @@ def benefits_in_force(
     who.require(Scope.READ)
     now = svc.now()
     with svc.engine.connect() as conn:
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _visible(conn, who, member_id)
         config = svc.configs.at(conn, program, now)
         doc = config.document
@@ -513,7 +496,7 @@ def savings(
     now = svc.now()
     zone = svc.settings.zone
     with svc.engine.connect() as conn:
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _visible(conn, who, member_id)
         doc = svc.configs.at(conn, program, now).document
         plan = _plan(doc, plan_id)

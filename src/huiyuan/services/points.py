@@ -1,8 +1,8 @@
 """Points use cases called by the API: reservations, redemptions, adjustments and reading.
 
 Each request names an ``id`` that makes it idempotent: the same id with the same content returns
-the first result; with other content it is a 409. Where a call names no program, the platform's
-program is meant; a store's key may only use its own programs.
+the first result; with other content it is a 409. Which program a call is about, and whether the
+key may use it, is decided by ``program_access.program_for_key`` (as for every member endpoint).
 """
 
 from __future__ import annotations
@@ -15,28 +15,14 @@ from sqlalchemy import Connection, and_, func, select
 from huiyuan.db import members_repo, points_repo
 from huiyuan.db.audit_repo import record_audit
 from huiyuan.db.tables import point_entries, point_lots, point_txns
-from huiyuan.domain.errors import MemberError, PointsError, conflict, forbidden, not_found
+from huiyuan.domain.errors import MemberError, PointsError, conflict, not_found
 from huiyuan.domain.points import Award, max_deduction_points
 from huiyuan.schemas.validation import body_hash
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.members import require_visible_member
-from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.points_book import ADJUSTMENTS, REDEEMED, PointsBook, Reason
 from huiyuan.services.principals import Principal, Scope
-
-
-def _program(svc: Services, conn: Connection, who: Principal, program_id: str | None) -> str:
-    program = program_id or PLATFORM_PROGRAM
-    owner = svc.directory.owner_of(conn, program)
-    if owner is None:
-        raise not_found(PointsError.PROGRAM_NOT_ENROLLED, f"no program {program!r}")
-    if not who.is_platform and owner != who.owner_id:
-        raise forbidden(
-            PointsError.PROGRAM_NOT_ENROLLED,
-            "a store's key may only use its own programs",
-            field="program_id",
-        )
-    return program
+from huiyuan.services.program_access import program_for_key
 
 
 def _book(svc: Services, conn: Connection, program: str, member_id: str, actor: str) -> PointsBook:
@@ -108,7 +94,7 @@ def reserve(
     )
     with svc.uow() as tx:
         conn = tx.conn
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         book = _book(svc, conn, program, member_id, who.actor)
         existing = points_repo.get_reservation(conn, program, request_id)
         if existing is not None:
@@ -160,7 +146,7 @@ def release_reservation(
     who.require(Scope.WRITE)
     with svc.uow() as tx:
         conn = tx.conn
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         book = _book(svc, conn, program, member_id, who.actor)
         row = points_repo.get_reservation(conn, program, reservation_id)
         if row is None or row.member_id != member_id:
@@ -213,7 +199,7 @@ def redeem(
     who.require(Scope.WRITE)
     with svc.uow() as tx:
         conn = tx.conn
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         book = _book(svc, conn, program, member_id, who.actor)
         key = f"redeem:{request_id}"
         if points_repo.find_txn(conn, program, key) is not None:
@@ -248,7 +234,7 @@ def adjust(
     who.require(Scope.ADMIN)
     with svc.uow() as tx:
         conn = tx.conn
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         book = _book(svc, conn, program, member_id, who.actor)
         key = f"adjust:{request_id}"
         if points_repo.find_txn(conn, program, key) is not None:
@@ -298,7 +284,7 @@ def summary(
     who.require(Scope.READ)
     now = svc.now()
     with svc.engine.connect() as conn:
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _visible_member(conn, who, member_id)
         config = svc.configs.at(conn, program, now)
         names = config.document.points.name
@@ -375,7 +361,7 @@ def entries(
     """The member's points history, newest first, a page at a time (``before_id`` cursor)."""
     who.require(Scope.READ)
     with svc.engine.connect() as conn:
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _visible_member(conn, who, member_id)
         conditions = [point_txns.c.program_id == program, point_txns.c.member_id == member_id]
         if since is not None:

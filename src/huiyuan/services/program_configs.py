@@ -16,7 +16,12 @@ from sqlalchemy import Connection
 
 from huiyuan.db import programs_repo
 from huiyuan.domain import points as dp
-from huiyuan.schemas.program_config import FixedDoc, ProgramDocument, default_document
+from huiyuan.schemas.program_config import (
+    FixedDoc,
+    ProgramDocument,
+    default_document,
+    stored_document,
+)
 
 TTL = 10.0
 
@@ -68,7 +73,7 @@ class ProgramConfigs:
             return
         versions: dict[str, list[ProgramConfig]] = {}
         for row in programs_repo.all_versions(conn):
-            doc = ProgramDocument.model_validate(row.document)
+            doc = stored_document(row.document)
             versions.setdefault(row.program_id, []).append(
                 ProgramConfig.compile(row.program_id, row.version, row.effective_from, doc)
             )

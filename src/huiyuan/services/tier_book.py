@@ -97,8 +97,10 @@ class TierBook:
         en: str,
         order_id: str | None = None,
         occurred_at: datetime | None = None,
+        basis_fen: int | None = None,
     ) -> int:
-        """Write a growth entry (positive or negative); 0 if zero or already written."""
+        """Write a growth entry (positive or negative); 0 if zero or already written.
+        ``basis_fen``: for purchase growth, the money it was credited for."""
         if amount == 0:
             return 0
         self.row()
@@ -118,6 +120,7 @@ class TierBook:
                 "actor": self.actor,
                 "occurred_at": occurred_at or self.at,
                 "created_at": self.svc.now(),
+                "basis_fen": basis_fen,
             },
         )
         if not written:

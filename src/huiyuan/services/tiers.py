@@ -22,17 +22,9 @@ from huiyuan.domain import tiers as dt
 from huiyuan.domain.errors import MemberError, TierError, invalid, not_found
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.members import require_visible_member
-from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
+from huiyuan.services.program_access import program_for_key
 from huiyuan.services.tier_book import TierBook
-
-
-def _program(svc: Services, conn: Connection, who: Principal, program_id: str | None) -> str:
-    program = program_id or PLATFORM_PROGRAM
-    owner = svc.directory.owner_of(conn, program)
-    if owner is None or (not who.is_platform and owner != who.owner_id):
-        raise not_found(TierError.PROGRAM_NOT_FOUND, f"no program {program!r}")
-    return program
 
 
 def _visible(conn: Connection, who: Principal, member_id: str) -> None:
@@ -73,7 +65,7 @@ def tier_view(
     now = svc.now()
     with svc.uow() as tx:  # reading creates the member's tier row on first sight
         conn = tx.conn
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _visible(conn, who, member_id)
         book = open_book(svc, conn, program, member_id, now, "system:read")
         if book.ladder is None:
@@ -163,7 +155,7 @@ def growth_history(
 ) -> dict[str, Any]:
     who.require(Scope.READ)
     with svc.engine.connect() as conn:
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _visible(conn, who, member_id)
         query = select(growth_entries).where(
             growth_entries.c.program_id == program, growth_entries.c.member_id == member_id
@@ -179,6 +171,7 @@ def growth_history(
             "rule_id": r.rule_id,
             "config_version": r.config_version,
             "order_id": r.order_id,
+            "basis_fen": None if r.basis_fen is None else int(r.basis_fen),
             "reason": {"zh": r.reason_zh, "en": r.reason_en},
             "actor": r.actor,
             "occurred_at": r.occurred_at.isoformat(),
@@ -210,7 +203,7 @@ def set_tier(
     now = svc.now()
     with svc.uow() as tx:
         conn = tx.conn
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         if members_repo.lock_member(conn, member_id) is None:
             raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
         book = open_book(svc, conn, program, member_id, now, who.actor)

@@ -19,15 +19,14 @@ from huiyuan.db.tables import wallet_entries, wallet_txns
 from huiyuan.domain import wallet as dw
 from huiyuan.domain.errors import (
     MemberError,
-    PointsError,
     WalletError,
     conflict,
-    forbidden,
     not_found,
 )
 from huiyuan.services.context import Services
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
+from huiyuan.services.program_access import program_for_key, store_program
 from huiyuan.services.program_configs import ProgramConfig
 
 CASH = "system:cash"
@@ -353,12 +352,9 @@ class WalletBook:
 
 
 def wallet_program(svc: Services, conn: Connection, store_id: str | None) -> str:
-    """A store's own program if it runs one, else the platform's."""
-    if store_id is not None:
-        programs = svc.directory.programs_of(conn, [store_id])
-        if programs:
-            return sorted(programs)[0]
-    return PLATFORM_PROGRAM
+    """An event's program: its store's own program if it runs one, else the platform's."""
+    own = store_program(svc, conn, store_id) if store_id is not None else None
+    return own or PLATFORM_PROGRAM
 
 
 def open_book(
@@ -368,22 +364,6 @@ def open_book(
 
 
 # ---------------------------------------------------------------- API use cases
-
-
-def _program(svc: Services, conn: Connection, who: Principal, program_id: str | None) -> str:
-    program = program_id or (
-        PLATFORM_PROGRAM if who.is_platform else wallet_program(svc, conn, who.owner_id)
-    )
-    owner = svc.directory.owner_of(conn, program)
-    if owner is None:
-        raise not_found(PointsError.PROGRAM_NOT_ENROLLED, f"no program {program!r}")
-    if not who.is_platform and owner != who.owner_id:
-        raise forbidden(
-            PointsError.PROGRAM_NOT_ENROLLED,
-            "a store's key may only use its own programs",
-            field="program_id",
-        )
-    return program
 
 
 def _member(conn: Connection, who: Principal, member_id: str, lock: bool) -> None:
@@ -407,7 +387,7 @@ def pay(
     who.require(Scope.WRITE)
     with svc.uow() as tx:
         conn = tx.conn
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _member(conn, who, member_id, lock=True)
         book = open_book(svc, conn, program, member_id, svc.now(), who.actor)
         existing = wallet_repo.get_payment(conn, program, payment_id)
@@ -444,7 +424,7 @@ def refund_payment(
     who.require(Scope.WRITE)
     with svc.uow() as tx:
         conn = tx.conn
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _member(conn, who, member_id, lock=True)
         book = open_book(svc, conn, program, member_id, svc.now(), who.actor)
         done = wallet_repo.find_txn(conn, program, f"spend_refund:{refund_id}")
@@ -475,7 +455,7 @@ def summary(
 ) -> dict[str, Any]:
     who.require(Scope.READ)
     with svc.engine.connect() as conn:
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _member(conn, who, member_id, lock=False)
         if as_of is not None:
             rows = conn.execute(
@@ -521,7 +501,7 @@ def entries(
 ) -> dict[str, Any]:
     who.require(Scope.READ)
     with svc.engine.connect() as conn:
-        program = _program(svc, conn, who, program_id)
+        program = program_for_key(svc, conn, who, program_id)
         _member(conn, who, member_id, lock=False)
         query = select(wallet_txns).where(
             wallet_txns.c.program_id == program, wallet_txns.c.member_id == member_id
