@@ -229,7 +229,7 @@ def orders_before(conn: Connection, asks: Sequence[tuple[str, datetime]]) -> lis
         .where(orders.c.member_id == asked.c.member_id, orders.c.paid_at < asked.c.at)
         .scalar_subquery()
     )
-    found = dict(conn.execute(select(asked.c.ask, count)).tuples().all())
+    found = {ask: number for ask, number in conn.execute(select(asked.c.ask, count))}
     return [int(found[i]) for i in range(len(asks))]
 
 
