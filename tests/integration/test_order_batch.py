@@ -53,6 +53,7 @@ def _platform_document() -> dict[str, Any]:
     ]
     doc["points"]["multipliers"] = [
         {"id": "app-week", "factor": "2", "conditions": {"channels": ["mini_program"]}},
+        {"id": "plus-double", "factor": "2", "conditions": {"plans": ["plus-monthly"]}},
     ]
     return doc
 

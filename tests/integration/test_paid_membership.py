@@ -606,3 +606,45 @@ def test_a_store_key_reads_only_its_own_program_and_members(api, clock):
     # and a key without the read scope reads nothing
     writer = api.new_key("s1", "write")
     assert api.get("/v1/members/u2/membership", key=writer).status_code == 403
+
+
+def test_plus_members_earn_double_points_by_a_multiplier_naming_the_plans(svc, clock):
+    # given PLUS members earn 2× by a points multiplier conditioned on the PLUS plans
+    points = {
+        "earning": [{"kind": "per_amount", "id": "base", "per_fen": 100, "points": 1}],
+        "multipliers": [
+            {
+                "id": "plus-2x",
+                "factor": "2",
+                "conditions": {"plans": ["plus_annual", "plus_monthly"]},
+            }
+        ],
+    }
+    apply(svc, document(points=points))
+    for member in ("u1", "u2"):
+        send(svc, registered(f"reg-{member}", member, occurred_at=iso(svc.now())))
+    # and u1 buys PLUS monthly
+    buy(svc, "p1", plan_id="plus_monthly", amount=1500)
+    clock.advance(minutes=5)
+
+    def pay(member, order_id):
+        body = paid(f"pay-{order_id}", order_id, member, amount=29900, occurred_at=iso(clock()))
+        return the_effect(send(svc, body)["effects"], "points.pending")
+
+    # when both pay ¥299, then the PLUS member's points are doubled, with the reason saying so
+    plus, plain = pay("u1", "o1"), pay("u2", "o2")
+    assert (plus["points"], plain["points"]) == (598, 299)
+    assert "2倍" in plus["reason"]
+    # and once the month is over (the term ended) u1 earns single points again
+    clock.advance(days=32)
+    assert pay("u1", "o3")["points"] == 299
+
+
+def test_a_points_condition_naming_an_unknown_plan_is_refused(svc):
+    points = {
+        "earning": [{"kind": "per_amount", "id": "base", "per_fen": 100, "points": 1}],
+        "multipliers": [{"id": "vip-2x", "factor": "2", "conditions": {"plans": ["vip"]}}],
+    }
+    with pytest.raises(DomainError) as caught:
+        programs.apply_document(svc, "platform", document(points=points), actor="test")
+    assert caught.value.field == "document.points.multipliers[0].conditions.plans[0]"

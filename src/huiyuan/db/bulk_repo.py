@@ -259,6 +259,23 @@ def running_terms(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
     return conn.execute(query).all()
 
 
+def terms_in_force(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
+    """The members' terms that give benefits (not refunded), for ``subscriptions_repo.in_force``
+    decided per order in Python."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return []
+    query = select(
+        subscriptions.c.id,
+        subscriptions.c.member_id,
+        subscriptions.c.program_id,
+        subscriptions.c.plan_id,
+        subscriptions.c.starts_at,
+        subscriptions.c.ends_at,
+    ).where(_among(conn, subscriptions.c.member_id, ids), subscriptions.c.status != "refunded")
+    return conn.execute(query).all()
+
+
 def mark_terms_used(conn: Connection, term_ids: Iterable[int]) -> None:
     ids = sorted(set(term_ids))
     if ids:

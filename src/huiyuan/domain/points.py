@@ -44,6 +44,7 @@ class Conditions:
     stores: frozenset[str] = frozenset()
     channels: frozenset[str] = frozenset()
     tiers: frozenset[str] = frozenset()
+    plans: frozenset[str] = frozenset()  # paid plans (付费会员) one of which must be running
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     first_n_orders: int | None = None
@@ -150,7 +151,13 @@ def yuan(fen: int) -> str:
 
 
 def _matches_context(
-    c: Conditions, *, at: datetime, store: str | None, channel: str | None, tier: str | None
+    c: Conditions,
+    *,
+    at: datetime,
+    store: str | None,
+    channel: str | None,
+    tier: str | None,
+    plans: frozenset[str],
 ) -> bool:
     if c.starts_at is not None and at < c.starts_at:
         return False
@@ -159,6 +166,8 @@ def _matches_context(
     if c.stores and (store or "platform") not in c.stores:
         return False
     if c.channels and channel not in c.channels:
+        return False
+    if c.plans and not (c.plans & plans):
         return False
     return not (c.tiers and tier not in c.tiers)
 
@@ -177,11 +186,13 @@ def eligible_amount(c: Conditions, lines: Iterable[Line]) -> int:
     return sum(line.paid_amount for line in lines if _line_counts(c, line))
 
 
-def _order_applies(c: Conditions, order: OrderView, tier: str | None) -> bool:
+def _order_applies(
+    c: Conditions, order: OrderView, tier: str | None, plans: frozenset[str]
+) -> bool:
     if c.first_n_orders is not None and order.order_number > c.first_n_orders:
         return False
     return _matches_context(
-        c, at=order.paid_at, store=order.store_id, channel=order.channel, tier=tier
+        c, at=order.paid_at, store=order.store_id, channel=order.channel, tier=tier, plans=plans
     )
 
 
@@ -203,17 +214,20 @@ def order_awards(
     *,
     tier: str | None,
     history: History,
+    plans: frozenset[str] = frozenset(),
 ) -> list[Award]:
-    """What an order earns under each rule that applies (zero awards are left out)."""
+    """What an order earns under each rule that applies (zero awards are left out). ``tier``
+    is the member's tier and ``plans`` the paid plans running for them when the order was
+    paid, for rules and multipliers conditioned on them (a tier's 2×, PLUS members' 2×)."""
     factor = Decimal(1)
     applied = []
     for m in multipliers:
-        if _order_applies(m.conditions, order, tier):
+        if _order_applies(m.conditions, order, tier, plans):
             factor *= m.factor
             applied.append(f"{m.id}×{m.factor}")
     awards = []
     for rule in rules:
-        if not _order_applies(rule.conditions, order, tier):
+        if not _order_applies(rule.conditions, order, tier, plans):
             continue
         base = eligible_amount(rule.conditions, order.lines)
         if isinstance(rule, PerAmountRule):
@@ -265,12 +279,15 @@ def action_awards(
     channel: str | None,
     tier: str | None,
     history: History,
+    plans: frozenset[str] = frozenset(),
 ) -> list[Award]:
     awards = []
     for rule in rules:
         if rule.trigger is not trigger:
             continue
-        if not _matches_context(rule.conditions, at=at, store=store, channel=channel, tier=tier):
+        if not _matches_context(
+            rule.conditions, at=at, store=store, channel=channel, tier=tier, plans=plans
+        ):
             continue
         points = capped(rule.id, rule.points, rule.caps, history)
         if points > 0:

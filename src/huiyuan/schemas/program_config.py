@@ -108,6 +108,10 @@ class ConditionsDoc(Doc):
     stores: list[str] = Field(default=[], description="'platform' means the platform's own")
     channels: list[str] = []
     tiers: list[str] = []
+    plans: list[str] = Field(
+        default=[],
+        description="paid plans (付费会员) of this document, one of which must be running",
+    )
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
     first_n_orders: PositiveInt | None = None
@@ -121,6 +125,7 @@ class ConditionsDoc(Doc):
             stores=frozenset(self.stores),
             channels=frozenset(self.channels),
             tiers=frozenset(self.tiers),
+            plans=frozenset(self.plans),
             starts_at=self.starts_at,
             ends_at=self.ends_at,
             first_n_orders=self.first_n_orders,
@@ -502,7 +507,10 @@ class ProgramDocument(Doc):
     def _references_exist(self) -> ProgramDocument:
         """Ids are unique, and every id the document names — a benefit of a tier or plan, a
         tier in a coefficient or a condition — is defined in it."""
-        refuse("ProgramDocument", _benefit_references(self) + _tier_references(self))
+        refuse(
+            "ProgramDocument",
+            _benefit_references(self) + _tier_references(self) + _plan_references(self),
+        )
         return self
 
 
@@ -533,6 +541,23 @@ def _tier_references(doc: ProgramDocument) -> list[Problem]:
         for j, tier in enumerate(conditions.tiers)
     ]
     return [(loc, _no_tier(tier, tiers), tier) for loc, tier in named if tier not in tiers]
+
+
+def _plan_references(doc: ProgramDocument) -> list[Problem]:
+    """Points conditions may name only plans of the document."""
+    plans = {p.id for p in doc.plans}
+    rules = [("earning", i, r.conditions) for i, r in enumerate(doc.points.earning)]
+    rules += [("multipliers", i, m.conditions) for i, m in enumerate(doc.points.multipliers)]
+    return [
+        (
+            ("points", section, i, "conditions", "plans", j),
+            f"names plan {plan!r}, which is not among the document's plans",
+            plan,
+        )
+        for section, i, conditions in rules
+        for j, plan in enumerate(conditions.plans)
+        if plan not in plans
+    ]
 
 
 def _ids(items: Sequence[TierDoc | BenefitDoc | PlanDoc], at: Loc) -> list[tuple[Loc, str]]:

@@ -45,6 +45,7 @@ from huiyuan.services.points_events import (
     earn_key,
     earning_programs,
     granted_effect,
+    needs_plans,
     needs_tier,
     order_view,
 )
@@ -132,6 +133,7 @@ def apply(
         if needs_tier([*c.order_rules, *c.multipliers])
     }
     tiers = bulk_repo.tiers_of(conn, tier_pairs)
+    plans = _plans_in_force(conn, kept)
     numbers = _order_numbers(conn, kept)
 
     credits: list[tuple[_Payment, ProgramConfig, str, dp.Award]] = []
@@ -145,7 +147,12 @@ def apply(
             view = order_view(event, data, numbers.get(payment.index, 1))
             tier = tiers.get((config.program_id, event.member_id))
             awards = dp.order_awards(
-                rules, config.multipliers, view, tier=tier, history=dp.History()
+                rules,
+                config.multipliers,
+                view,
+                tier=tier,
+                history=dp.History(),
+                plans=plans.get((payment.index, config.program_id), frozenset()),
             )
             awards_of += [(config, owner, award) for award in awards]
         if any(award.funded_by for _, _, award in awards_of):
@@ -208,6 +215,31 @@ def _member_prefixes(batch: list[tuple[int, ValidEvent]], kept: list[_Payment]) 
 
 def _capped(config: ProgramConfig) -> bool:
     return any(r.caps.per_day or r.caps.per_month for r in config.order_rules)
+
+
+def _plans_in_force(conn: Any, kept: list[_Payment]) -> dict[tuple[int, str], frozenset[str]]:
+    """For payments under rules that name paid plans: the plan running for the member in the
+    program when the order was paid (as ``subscriptions_repo.in_force`` decides it)."""
+    asking = [
+        (p, c) for p in kept for c, _ in p.programs if needs_plans([*c.order_rules, *c.multipliers])
+    ]
+    if not asking:
+        return {}
+    terms = bulk_repo.terms_in_force(conn, (p.event.member_id for p, _ in asking))
+    found: dict[tuple[int, str], frozenset[str]] = {}
+    for payment, config in asking:
+        at = payment.event.occurred_at
+        running = [
+            t
+            for t in terms
+            if t.member_id == payment.event.member_id
+            and t.program_id == config.program_id
+            and t.starts_at <= at < t.ends_at
+        ]
+        if running:
+            latest = max(running, key=lambda t: (t.starts_at, t.id))
+            found[(payment.index, config.program_id)] = frozenset({str(latest.plan_id)})
+    return found
 
 
 def _order_numbers(conn: Any, kept: list[_Payment]) -> dict[int, int]:

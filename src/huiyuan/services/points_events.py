@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from huiyuan.db import orders_repo, points_repo, tiers_repo
+from huiyuan.db import orders_repo, points_repo, subscriptions_repo, tiers_repo
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import PointsError, conflict
 from huiyuan.services import budgets
@@ -74,6 +74,19 @@ def order_view(event: Any, data: Any, order_number: int) -> dp.OrderView:
 
 def needs_tier(rules: Any) -> bool:
     return any(r.conditions.tiers for r in rules)
+
+
+def needs_plans(rules: Any) -> bool:
+    return any(r.conditions.plans for r in rules)
+
+
+def _plans(book: PointsBook, rules: Any, at: datetime) -> frozenset[str]:
+    """The paid plan running for the member in the book's program at ``at``, looked up only
+    if a rule depends on it."""
+    if not needs_plans(rules):
+        return frozenset()
+    row = subscriptions_repo.in_force(book.conn, book.program_id, book.member_id, at)
+    return frozenset() if row is None else frozenset({str(row.plan_id)})
 
 
 def granted_effect(
@@ -164,6 +177,7 @@ def on_order_paid(
             view,
             tier=_tier(book, [*rules, *book.config.multipliers]),
             history=_history(book, rules, at),
+            plans=_plans(book, [*rules, *book.config.multipliers], at),
         )
         for award in awards:
             key = earn_key(data.order_id, award.rule_id)
@@ -387,6 +401,7 @@ def on_action(
             channel=channel,
             tier=_tier(book, rules),
             history=_history(book, rules, at),
+            plans=_plans(book, rules, at),
         )
         for award in awards:
             key = f"{subject or 'action:' + actor}:{award.rule_id}"
