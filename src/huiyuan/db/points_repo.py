@@ -7,10 +7,26 @@ caller; system accounts have entries only. Statements on the hot path are built 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, and_, bindparam, case, func, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from huiyuan.db.tables import (
@@ -24,6 +40,7 @@ from huiyuan.db.tables import (
     point_reservations,
     point_txns,
 )
+from huiyuan.db.types import UTCDateTime
 from huiyuan.db.upsert import insert_ignore
 
 SPENDABLE = ("active",)
@@ -495,3 +512,264 @@ def lots_of_subject(
         .with_for_update(of=point_lots)
     )
     return conn.execute(query).all()
+
+
+# ---------------------------------------------------------------- expiry
+
+
+class ExpiredChunk(NamedTuple):
+    """What one chunk of the expiry job did.
+
+    ``scanned`` due lots were looked at, in id order, up to ``last_id``; ``expired`` of them were
+    closed (the others belong to members holding a reservation, or are locked by someone else,
+    and wait for the next run). Fewer scanned than asked for means no due lot is left after
+    ``last_id``.
+    """
+
+    expired: int
+    scanned: int
+    last_id: int
+
+
+@dataclass(frozen=True)
+class ExpiryLabels:
+    """What an expiry transaction says: who did it, why, and the system account it credits."""
+
+    actor: str
+    reason_zh: str
+    reason_en: str
+    expired_account: str
+
+
+def expire_due_lots(
+    conn: Connection,
+    *,
+    after: int,
+    limit: int,
+    now: datetime,
+    at: datetime,
+    labels: ExpiryLabels,
+) -> ExpiredChunk:
+    """Expire the next ``limit`` due lots with an id above ``after``, set-based, in the caller's
+    transaction: close each lot, write its ``expire`` transaction (idempotency key
+    ``expire:<lot>``), its two entries and its draw, and move each member's balance once.
+
+    A lot is due when it is active, has points left and its expiry has passed. Its member's
+    points account is locked before the lot; a member holding a reservation is left alone, so a
+    hold is never left uncovered. Nothing here waits for a lock: an account or lot another
+    transaction holds is skipped, so the job can never deadlock with a redemption (which locks
+    the account, then the lots).
+    """
+    params = {
+        "after": after,
+        "limit": limit,
+        "now": now,
+        "at": at,
+        "actor": labels.actor,
+        "reason_zh": labels.reason_zh,
+        "reason_en": labels.reason_en,
+        "expired_account": labels.expired_account,
+    }
+    if conn.dialect.name == "postgresql":
+        expired, scanned, last_id = conn.execute(_EXPIRE_CHUNK_PG, params).one()
+        return ExpiredChunk(int(expired), int(scanned), int(last_id or after))
+    return _expire_due_lots_portable(conn, params)
+
+
+# One statement per chunk: every lot's transaction id is drawn from the sequence as the lot is
+# closed, so transactions, entries and draws are written from the closed lots without a join.
+_EXPIRE_CHUNK_PG = text(
+    """
+    WITH candidates AS MATERIALIZED (
+        SELECT l.id, l.program_id, l.member_id
+        FROM point_lots l
+        WHERE l.id > :after AND l.status = 'active' AND l.remaining > 0
+          AND l.expires_at <= :now
+        ORDER BY l.id
+        LIMIT :limit
+    ), accounts AS MATERIALIZED (
+        SELECT a.program_id, a.member_id
+        FROM point_accounts a
+        WHERE (a.program_id, a.member_id) IN (SELECT program_id, member_id FROM candidates)
+          AND a.reserved = 0
+        FOR UPDATE OF a SKIP LOCKED
+    ), due AS MATERIALIZED (
+        SELECT l.id, l.program_id, l.member_id, l.remaining, l.expires_at
+        FROM candidates c
+        JOIN accounts a ON a.program_id = c.program_id AND a.member_id = c.member_id
+        JOIN point_lots l ON l.id = c.id
+        WHERE l.status = 'active' AND l.remaining > 0 AND l.expires_at <= :now
+        FOR UPDATE OF l SKIP LOCKED
+    ), closed AS (
+        UPDATE point_lots l SET status = 'expired', remaining = 0
+        FROM due WHERE l.id = due.id
+        RETURNING due.id, due.program_id, due.member_id, due.remaining, due.expires_at,
+                  nextval(pg_get_serial_sequence('point_txns', 'id')) AS txn_id
+    ), txns AS (
+        INSERT INTO point_txns (id, program_id, member_id, kind, idem_key, reason_zh,
+                                reason_en, actor, occurred_at, created_at)
+        SELECT txn_id, program_id, member_id, 'expire', 'expire:' || id, :reason_zh,
+               :reason_en, :actor, expires_at, :at
+        FROM closed
+    ), entries AS (
+        INSERT INTO point_entries (txn_id, program_id, member_id, account, bucket, amount,
+                                   lot_id, occurred_at)
+        SELECT c.txn_id, c.program_id,
+               CASE WHEN leg.member THEN c.member_id END,
+               CASE WHEN leg.member THEN 'member' ELSE :expired_account END,
+               CASE WHEN leg.member THEN 'available' ELSE 'total' END,
+               CASE WHEN leg.member THEN -c.remaining ELSE c.remaining END,
+               c.id, c.expires_at
+        FROM closed c CROSS JOIN (VALUES (true), (false)) AS leg (member)
+    ), draws AS (
+        INSERT INTO point_draws (txn_id, lot_id, kind, amount, restored)
+        SELECT txn_id, id, 'expire', remaining, 0 FROM closed
+    ), balances AS (
+        UPDATE point_accounts a
+        SET available = a.available - s.points, updated_at = :at
+        FROM (SELECT program_id, member_id, sum(remaining) AS points
+              FROM closed GROUP BY program_id, member_id) s
+        WHERE a.program_id = s.program_id AND a.member_id = s.member_id
+    )
+    SELECT (SELECT count(*) FROM closed),
+           (SELECT count(*) FROM candidates),
+           (SELECT max(id) FROM candidates)
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("at", type_=UTCDateTime()))
+
+
+def _expire_due_lots_portable(conn: Connection, params: dict[str, Any]) -> ExpiredChunk:
+    """The same work in a few statements, for SQLite: its writers take the database lock
+    (``BEGIN IMMEDIATE``), so the chunk's lots, once counted, cannot change under it and every
+    statement picks them out by the same condition over an id range."""
+    after, now = params["after"], params["now"]
+    due = (
+        point_lots.c.status == "active",
+        point_lots.c.remaining > 0,
+        point_lots.c.expires_at <= now,
+    )
+    candidates = (
+        select(point_lots.c.id)
+        .where(point_lots.c.id > after, *due)
+        .order_by(point_lots.c.id)
+        .limit(params["limit"])
+        .subquery()
+    )
+    scanned, last_id = conn.execute(select(func.count(), func.max(candidates.c.id))).one()
+    if not scanned:
+        return ExpiredChunk(0, 0, after)
+    unheld = (
+        select(point_accounts.c.member_id)
+        .where(
+            point_accounts.c.program_id == point_lots.c.program_id,
+            point_accounts.c.member_id == point_lots.c.member_id,
+            point_accounts.c.reserved == 0,
+        )
+        .exists()
+    )
+    chunk = (point_lots.c.id > after, point_lots.c.id <= last_id, *due, unheld)
+    idem_key = literal("expire:") + cast(point_lots.c.id, String)
+    conn.execute(
+        insert(point_txns).from_select(
+            [
+                "program_id",
+                "member_id",
+                "kind",
+                "idem_key",
+                "reason_zh",
+                "reason_en",
+                "actor",
+                "occurred_at",
+                "created_at",
+            ],
+            select(
+                point_lots.c.program_id,
+                point_lots.c.member_id,
+                literal("expire"),
+                idem_key,
+                literal(params["reason_zh"]),
+                literal(params["reason_en"]),
+                literal(params["actor"]),
+                point_lots.c.expires_at,
+                literal(params["at"], UTCDateTime()),
+            )
+            .where(*chunk)
+            .order_by(point_lots.c.id),
+        )
+    )
+    with_txn = point_lots.join(
+        point_txns,
+        and_(
+            point_txns.c.program_id == point_lots.c.program_id,
+            point_txns.c.idem_key == idem_key,
+        ),
+    )
+    legs = (
+        (point_lots.c.member_id, "member", "available", -point_lots.c.remaining),
+        (null(), params["expired_account"], "total", point_lots.c.remaining),
+    )
+    for member_id, account, bucket, amount in legs:
+        conn.execute(
+            insert(point_entries).from_select(
+                [
+                    "txn_id",
+                    "program_id",
+                    "member_id",
+                    "account",
+                    "bucket",
+                    "amount",
+                    "lot_id",
+                    "occurred_at",
+                ],
+                select(
+                    point_txns.c.id,
+                    point_lots.c.program_id,
+                    member_id,
+                    literal(account),
+                    literal(bucket),
+                    amount,
+                    point_lots.c.id,
+                    point_lots.c.expires_at,
+                )
+                .select_from(with_txn)
+                .where(*chunk)
+                .order_by(point_lots.c.id),
+            )
+        )
+    conn.execute(
+        insert(point_draws).from_select(
+            ["txn_id", "lot_id", "kind", "amount", "restored"],
+            select(
+                point_txns.c.id,
+                point_lots.c.id,
+                literal("expire"),
+                point_lots.c.remaining,
+                literal(0),
+            )
+            .select_from(with_txn)
+            .where(*chunk)
+            .order_by(point_lots.c.id),
+        )
+    )
+    per_member = (
+        select(
+            point_lots.c.program_id,
+            point_lots.c.member_id,
+            func.sum(point_lots.c.remaining).label("points"),
+        )
+        .where(*chunk)
+        .group_by(point_lots.c.program_id, point_lots.c.member_id)
+        .subquery()
+    )
+    conn.execute(
+        update(point_accounts)
+        .where(
+            point_accounts.c.program_id == per_member.c.program_id,
+            point_accounts.c.member_id == per_member.c.member_id,
+        )
+        .values(available=point_accounts.c.available - per_member.c.points, updated_at=params["at"])
+    )
+    expired = conn.execute(
+        update(point_lots).where(*chunk).values(status="expired", remaining=0)
+    ).rowcount
+    return ExpiredChunk(int(expired), int(scanned), int(last_id))

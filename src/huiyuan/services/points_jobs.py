@@ -1,11 +1,13 @@
 """Points jobs: expiry, delayed release, expiry reminders, lapsed reservations, reconciliation
 and the liability report.
 
-Expiry is set-based and resumable: it works through expired lots a chunk at a time, each chunk
-one transaction that closes the lots, writes one balanced transaction per lot (idempotency key
-``expire:<lot>``) and moves each member's balance once. A crash loses at most the chunk in
-progress, which the next run picks up; running it twice changes nothing the second time.
-Lots of members holding a reservation wait for the next run, so a hold is never left uncovered.
+Expiry is set-based and resumable: it walks the expired lots once, in id order, a chunk at a
+time, each chunk one transaction (one statement on PostgreSQL) that closes the lots, writes one
+balanced transaction per lot (idempotency key ``expire:<lot>``) and moves each member's balance
+once. A crash loses at most the chunk in progress, which the next run picks up; running it twice
+changes nothing the second time. Lots of members holding a reservation wait for the next run, so
+a hold is never left uncovered; so do lots and accounts another transaction has locked, so a
+chunk never waits for a lock.
 """
 
 from __future__ import annotations
@@ -37,7 +39,12 @@ from huiyuan.services.points_book import EXPIRED, PointsBook
 
 Progress = Callable[[int], None]
 
-_INSERT_TXNS = point_txns.insert().returning(point_txns.c.id, point_txns.c.idem_key)
+_EXPIRY_LABELS = points_repo.ExpiryLabels(
+    actor="system:expiry",
+    reason_zh="积分过期",
+    reason_en="points expired",
+    expired_account=EXPIRED,
+)
 
 
 def expire_lots(
@@ -46,16 +53,26 @@ def expire_lots(
     chunk: int = 5000,
     progress: Progress | None = None,
 ) -> int:
-    """Close what is left of every lot whose expiry has passed; returns lots expired."""
+    """Close what is left of every lot whose expiry has passed; returns lots expired.
+
+    The lots are walked once in id order, ``chunk`` at a time, each chunk its own transaction
+    resuming after the last lot id the previous one looked at. ``progress`` is told how many
+    lots each chunk expired.
+    """
     now = now or svc.now()
-    total = 0
+    total, after = 0, 0
     while True:
-        done = _expire_chunk(svc, now, chunk)
-        total += done
+        with svc.uow() as tx:
+            done = points_repo.expire_due_lots(
+                tx.conn, after=after, limit=chunk, now=now, at=svc.now(), labels=_EXPIRY_LABELS
+            )
+            tx.commit()
+        total += done.expired
         if progress is not None:
-            progress(done)
-        if done < chunk:
+            progress(done.expired)
+        if done.scanned < chunk:
             break
+        after = done.last_id
     with svc.uow() as tx:  # spent-out lots past expiry are simply closed
         tx.conn.execute(
             update(point_lots)
@@ -68,109 +85,6 @@ def expire_lots(
         )
         tx.commit()
     return total
-
-
-def _expire_chunk(svc: Services, now: datetime, chunk: int) -> int:
-    with svc.uow() as tx:
-        conn = tx.conn
-        held = select(point_accounts.c.member_id).where(
-            point_accounts.c.program_id == point_lots.c.program_id,
-            point_accounts.c.member_id == point_lots.c.member_id,
-            point_accounts.c.reserved > 0,
-        )
-        lots = conn.execute(
-            select(
-                point_lots.c.id,
-                point_lots.c.program_id,
-                point_lots.c.member_id,
-                point_lots.c.remaining,
-                point_lots.c.expires_at,
-            )
-            .where(
-                point_lots.c.status == "active",
-                point_lots.c.remaining > 0,
-                point_lots.c.expires_at <= now,
-                ~held.exists(),
-            )
-            .order_by(point_lots.c.id)
-            .limit(chunk)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not lots:
-            return 0
-        created = svc.now()
-        txn_ids = {
-            key: txn_id
-            for txn_id, key in conn.execute(
-                _INSERT_TXNS,
-                [
-                    {
-                        "program_id": lot.program_id,
-                        "member_id": lot.member_id,
-                        "kind": "expire",
-                        "idem_key": f"expire:{lot.id}",
-                        "order_id": None,
-                        "rule_id": None,
-                        "config_version": None,
-                        "reason_zh": "积分过期",
-                        "reason_en": "points expired",
-                        "actor": "system:expiry",
-                        "occurred_at": lot.expires_at,
-                        "created_at": created,
-                    }
-                    for lot in lots
-                ],
-            ).all()
-        }
-        entries, draws = [], []
-        per_member: dict[tuple[str, str], int] = defaultdict(int)
-        for lot in lots:
-            txn_id = txn_ids[f"expire:{lot.id}"]
-            common = {
-                "txn_id": txn_id,
-                "program_id": lot.program_id,
-                "bucket": "available",
-                "lot_id": lot.id,
-                "occurred_at": lot.expires_at,
-            }
-            entries.append(
-                {
-                    **common,
-                    "member_id": lot.member_id,
-                    "account": "member",
-                    "amount": -lot.remaining,
-                }
-            )
-            entries.append(
-                {
-                    **common,
-                    "member_id": None,
-                    "account": EXPIRED,
-                    "bucket": "total",
-                    "amount": lot.remaining,
-                }
-            )
-            draws.append(
-                {
-                    "txn_id": txn_id,
-                    "lot_id": lot.id,
-                    "kind": "expire",
-                    "amount": lot.remaining,
-                    "restored": 0,
-                }
-            )
-            per_member[(lot.program_id, lot.member_id)] += int(lot.remaining)
-        points_repo.insert_entries(conn, entries)
-        points_repo.insert_draws(conn, draws)
-        conn.execute(
-            update(point_lots)
-            .where(point_lots.c.id.in_([lot.id for lot in lots]))
-            .values(status="expired", remaining=0)
-        )
-        for (program_id, member_id), points in sorted(per_member.items()):
-            points_repo.move_balances(conn, program_id, member_id, created, available=-points)
-        tx.commit()
-        return len(lots)
 
 
 def release_due_lots(svc: Services, now: datetime | None = None, limit: int = 1000) -> int:
