@@ -129,13 +129,20 @@ events = Table(
     CheckConstraint("status in ('applied', 'deferred', 'rejected')", name="status"),
     CheckConstraint("(status = 'deferred') = (waiting_on is not null)", name="waiting"),
 )
-Index("ix_events_waiting_on", events.c.waiting_on, events.c.occurred_at)
+# Only deferred events are looked up by what they wait on: applied ones stay out of the index.
+Index(
+    "ix_events_waiting_on",
+    events.c.waiting_on,
+    events.c.occurred_at,
+    postgresql_where=events.c.waiting_on.is_not(None),
+    sqlite_where=events.c.waiting_on.is_not(None),
+)
 
 orders = Table(
     "orders",
     metadata,
     Column("order_id", String(ID), primary_key=True),
-    Column("member_id", String(ID), ForeignKey("members.member_id"), nullable=False, index=True),
+    Column("member_id", String(ID), ForeignKey("members.member_id"), nullable=False),
     Column("store_id", String(ID)),
     Column("status", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),
