@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import column as sql_column
 
+from huiyuan.db.points_repo import empty_account
 from huiyuan.db.tables import (
     enrollments,
     events,
@@ -165,18 +166,7 @@ def lock_accounts(
         insert_ignore(
             conn,
             point_accounts,
-            [
-                {
-                    "program_id": program_id,
-                    "member_id": member_id,
-                    "available": 0,
-                    "pending": 0,
-                    "reserved": 0,
-                    "debt": 0,
-                    "updated_at": at,
-                }
-                for program_id, member_id in missing
-            ],
+            [empty_account(program_id, member_id, at) for program_id, member_id in missing],
             ["program_id", "member_id"],
         )
         found.update(_lock_accounts(conn, missing))

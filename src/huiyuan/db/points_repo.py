@@ -107,6 +107,19 @@ def _dialect(conn: Connection) -> str:
     return "postgresql" if conn.dialect.name == "postgresql" else "sqlite"
 
 
+def empty_account(program_id: str, member_id: str, at: datetime) -> dict[str, Any]:
+    """A new member's balance row in a program: nothing in any bucket."""
+    return {
+        "program_id": program_id,
+        "member_id": member_id,
+        "available": 0,
+        "pending": 0,
+        "reserved": 0,
+        "debt": 0,
+        "updated_at": at,
+    }
+
+
 def lock_account(conn: Connection, program_id: str, member_id: str, at: datetime) -> Row[Any]:
     """The member's balance row in a program, created empty if need be, locked until commit."""
     params = {"p_program": program_id, "p_member": member_id}
@@ -115,15 +128,7 @@ def lock_account(conn: Connection, program_id: str, member_id: str, at: datetime
         insert_ignore(
             conn,
             point_accounts,
-            {
-                "program_id": program_id,
-                "member_id": member_id,
-                "available": 0,
-                "pending": 0,
-                "reserved": 0,
-                "debt": 0,
-                "updated_at": at,
-            },
+            empty_account(program_id, member_id, at),
             ["program_id", "member_id"],
         )
         row = conn.execute(_LOCK_ACCOUNT, params).first()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -229,17 +230,11 @@ def check_items_add_up(data: ev_schema.OrderPaid) -> None:
         )
 
 
-def on_order_paid(ctx: Context, event: ValidEvent) -> Applied:
-    data = event.data
-    assert isinstance(data, ev_schema.OrderPaid)
-    check_items_add_up(data)
-    existing = orders_repo.lock_order(ctx.conn, data.order_id)
-    if existing is not None:
-        raise conflict(
-            EventError.ORDER_ALREADY_PAID,
-            f"order {data.order_id} was already paid (event {existing.paid_event_id})",
-            field="data.order_id",
-        )
+def paid_order_rows(
+    sender: str, event: ValidEvent, data: ev_schema.OrderPaid
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The order row and its item rows an ``order.paid`` records (also set-based, in
+    ``order_batch``)."""
     order = {
         "order_id": data.order_id,
         "member_id": event.member_id,
@@ -250,7 +245,7 @@ def on_order_paid(ctx: Context, event: ValidEvent) -> Applied:
         "refunded_amount": 0,
         "channel": data.channel.value if data.channel else None,
         "paid_at": event.occurred_at,
-        "sender": ctx.sender,
+        "sender": sender,
         "paid_event_id": event.id,
     }
     items = [
@@ -270,6 +265,40 @@ def on_order_paid(ctx: Context, event: ValidEvent) -> Applied:
         }
         for index, item in enumerate(data.items)
     ]
+    return order, items
+
+
+def inbox_row(sender: str, event: ValidEvent, now: datetime) -> dict[str, Any]:
+    """An event's inbox row as first claimed (applied, no response yet)."""
+    return {
+        "sender": sender,
+        "event_id": event.id,
+        "type": event.type,
+        "member_id": event.member_id,
+        "store_id": event.store_id,
+        "occurred_at": event.occurred_at,
+        "received_at": now,
+        "body_hash": event.body_hash,
+        "data": event.envelope.data,
+        "status": "applied",
+        "waiting_on": None,
+        "response_status": 0,
+        "response_body": {},
+    }
+
+
+def on_order_paid(ctx: Context, event: ValidEvent) -> Applied:
+    data = event.data
+    assert isinstance(data, ev_schema.OrderPaid)
+    check_items_add_up(data)
+    existing = orders_repo.lock_order(ctx.conn, data.order_id)
+    if existing is not None:
+        raise conflict(
+            EventError.ORDER_ALREADY_PAID,
+            f"order {data.order_id} was already paid (event {existing.paid_event_id})",
+            field="data.order_id",
+        )
+    order, items = paid_order_rows(ctx.sender, event, data)
     orders_repo.insert_order(ctx.conn, order, items)
     effect = {"kind": "order.recorded", "order_id": data.order_id, "amount": data.amount}
     points = points_events.on_order_paid(ctx.svc, ctx.conn, event, data, _actor(ctx, event))

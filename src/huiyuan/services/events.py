@@ -42,6 +42,7 @@ from huiyuan.services.event_handlers import (
     Context,
     describe_waiting,
     handler_for,
+    inbox_row,
     member_key,
     missing_prerequisite,
 )
@@ -194,24 +195,7 @@ def _with_store(principal: Principal, event: ValidEvent) -> ValidEvent:
 def _ingest(tx: UnitOfWork, svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
     conn = tx.conn
     now = svc.now()
-    claimed = events_repo.claim_event(
-        conn,
-        {
-            "sender": sender,
-            "event_id": event.id,
-            "type": event.type,
-            "member_id": event.member_id,
-            "store_id": event.store_id,
-            "occurred_at": event.occurred_at,
-            "received_at": now,
-            "body_hash": event.body_hash,
-            "data": event.envelope.data,
-            "status": "applied",
-            "waiting_on": None,
-            "response_status": 0,
-            "response_body": {},
-        },
-    )
+    claimed = events_repo.claim_event(conn, inbox_row(sender, event, now))
     if not claimed:
         return _replay(conn, sender, event)
     _check_store(conn, svc, event.store_id)

@@ -29,11 +29,15 @@ from huiyuan.db import bulk_repo
 from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import DomainError
-from huiyuan.domain.orders import OrderStatus
 from huiyuan.schemas import events as ev_schema
 from huiyuan.schemas.validation import ValidEvent
 from huiyuan.services.context import PLATFORM_OWNER, Services
-from huiyuan.services.event_handlers import check_items_add_up, order_key
+from huiyuan.services.event_handlers import (
+    check_items_add_up,
+    inbox_row,
+    order_key,
+    paid_order_rows,
+)
 from huiyuan.services.points_book import (
     Reason,
     entry_rows,
@@ -364,39 +368,9 @@ def _write_orders(conn: Any, sender: str, payments: list[_Payment]) -> None:
     order_rows = []
     item_rows = []
     for payment in payments:
-        event, data = payment.event, payment.data
-        order_rows.append(
-            {
-                "order_id": data.order_id,
-                "member_id": event.member_id,
-                "store_id": event.store_id,
-                "status": OrderStatus.PAID.value,
-                "amount": data.amount,
-                "shipping_fee": data.shipping_fee,
-                "refunded_amount": 0,
-                "channel": data.channel.value if data.channel else None,
-                "paid_at": event.occurred_at,
-                "sender": sender,
-                "paid_event_id": event.id,
-            }
-        )
-        item_rows += [
-            {
-                "order_id": data.order_id,
-                "line_no": line_no,
-                "sku": item.sku,
-                "name": item.name,
-                "category": item.category,
-                "brand": item.brand,
-                "quantity": item.quantity,
-                "unit_price": item.unit_price,
-                "paid_amount": item.paid_amount,
-                "virtual": item.virtual,
-                "refunded_quantity": 0,
-                "refunded_amount": 0,
-            }
-            for line_no, item in enumerate(data.items)
-        ]
+        order, items = paid_order_rows(sender, payment.event, payment.data)
+        order_rows.append(order)
+        item_rows += items
     bulk_repo.insert_orders(conn, order_rows, item_rows)
 
 
@@ -421,19 +395,9 @@ def _body(payment: _Payment) -> dict[str, Any]:
 def _inbox_row(
     sender: str, payment: _Payment, body: dict[str, Any], now: datetime
 ) -> dict[str, Any]:
-    event = payment.event
+    """The inbox row, written once with its final response."""
     return {
-        "sender": sender,
-        "event_id": event.id,
-        "type": event.type,
-        "member_id": event.member_id,
-        "store_id": event.store_id,
-        "occurred_at": event.occurred_at,
-        "received_at": now,
-        "body_hash": event.body_hash,
-        "data": event.envelope.data,
-        "status": "applied",
-        "waiting_on": None,
+        **inbox_row(sender, payment.event, now),
         "response_status": 200,
         "response_body": body,
         "result": None,
