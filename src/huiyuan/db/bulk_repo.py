@@ -223,9 +223,9 @@ def orders_before(conn: Connection, asks: Sequence[tuple[str, datetime]]) -> lis
     return [int(found[i]) for i in range(len(asks))]
 
 
-def running_terms(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
-    """Active, not yet used subscription terms of these members (``mark_used`` picks those in
-    force at each order's time)."""
+def terms_of(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
+    """The members' paid-membership terms that were not refunded, in ``mark_used`` order
+    (program, id): the caller picks those in force at each order's time."""
     ids = sorted(set(member_ids))
     if not ids:
         return []
@@ -236,33 +236,14 @@ def running_terms(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
             subscriptions.c.program_id,
             subscriptions.c.plan_id,
             subscriptions.c.purchase_id,
+            subscriptions.c.status,
+            subscriptions.c.benefit_used,
             subscriptions.c.starts_at,
             subscriptions.c.ends_at,
         )
-        .where(
-            _among(conn, subscriptions.c.member_id, ids),
-            subscriptions.c.status == "active",
-            subscriptions.c.benefit_used.is_(False),
-        )
+        .where(_among(conn, subscriptions.c.member_id, ids), subscriptions.c.status != "refunded")
         .order_by(subscriptions.c.program_id, subscriptions.c.id)
     )
-    return conn.execute(query).all()
-
-
-def terms_in_force(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
-    """The members' terms that give benefits (not refunded), for ``subscriptions_repo.in_force``
-    decided per order in Python."""
-    ids = sorted(set(member_ids))
-    if not ids:
-        return []
-    query = select(
-        subscriptions.c.id,
-        subscriptions.c.member_id,
-        subscriptions.c.program_id,
-        subscriptions.c.plan_id,
-        subscriptions.c.starts_at,
-        subscriptions.c.ends_at,
-    ).where(_among(conn, subscriptions.c.member_id, ids), subscriptions.c.status != "refunded")
     return conn.execute(query).all()
 
 

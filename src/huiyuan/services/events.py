@@ -36,7 +36,7 @@ from huiyuan.schemas.problems import (
 )
 from huiyuan.schemas.validation import EventInvalid, ValidEvent, parse_event
 from huiyuan.services import order_batch
-from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.context import Services
 from huiyuan.services.event_handlers import (
     Applied,
     Context,
@@ -302,8 +302,7 @@ def _enroll(
     conn: Connection, svc: Services, event: ValidEvent, have: set[str]
 ) -> list[dict[str, Any]]:
     """Enroll the member in the platform's programs and, for a store's event, the store's."""
-    owners = [PLATFORM_OWNER] if event.store_id is None else [PLATFORM_OWNER, event.store_id]
-    wanted = svc.directory.programs_of(conn, owners)
+    wanted = svc.programs_of_activity(conn, event.store_id)
     missing = [p for p in wanted if p not in have]
     if not missing:
         return []

@@ -37,14 +37,11 @@ def books(
 ) -> list[TierBook]:
     """The member's books in the programs an event counts for; those with neither growth rules
     nor a ladder only when ``every_program`` (a refund takes back what they credited before)."""
-    owners = [PLATFORM_OWNER] if store_id is None else [PLATFORM_OWNER, store_id]
     result = []
-    for program_id in sorted(svc.directory.programs_of(conn, owners)):
-        config = svc.configs.at(conn, program_id, at)
+    for config, owner in svc.configs_of_activity(conn, store_id, at):
         doc = config.document
         if not doc.growth.enabled and doc.tiers is None and not every_program:
             continue
-        owner = svc.directory.owner_of(conn, program_id) or PLATFORM_OWNER
         scope = None if owner == PLATFORM_OWNER else owner
         result.append(
             TierBook(

@@ -41,9 +41,13 @@ def find_members_by_phone(svc: Services, principal: Principal, phone: str) -> li
         ]
 
 
-def require_visible_member(conn: Connection, who: Principal, member_id: str) -> None:
-    """404 unless the member exists and the caller may see them (a store: enrolled with it)."""
-    if members_repo.get_member(conn, member_id) is None or not _visible(conn, who, member_id):
+def require_visible_member(
+    conn: Connection, who: Principal, member_id: str, *, lock: bool = False
+) -> None:
+    """404 unless the member exists and the caller may see them (a store: enrolled with it);
+    with ``lock`` the member's row stays locked until the transaction ends."""
+    read = members_repo.lock_member if lock else members_repo.get_member
+    if read(conn, member_id) is None or not _visible(conn, who, member_id):
         raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
 
 

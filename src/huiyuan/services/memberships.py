@@ -289,10 +289,6 @@ def remind_renewals(svc: Services, now: datetime | None = None) -> int:
 # ---------------------------------------------------------------- reading
 
 
-def _visible(conn: Connection, who: Principal, member_id: str) -> None:
-    require_visible_member(conn, who, member_id)
-
-
 def _tier(
     conn: Connection, doc: ProgramDocument, program_id: str, member_id: str
 ) -> TierDoc | None:
@@ -369,7 +365,7 @@ def membership_view(
     now = svc.now()
     with svc.engine.connect() as conn:
         program = program_for_key(svc, conn, who, program_id)
-        _visible(conn, who, member_id)
+        require_visible_member(conn, who, member_id)
         doc = svc.configs.at(conn, program, now).document
         rows = subscriptions_repo.of_member(conn, program, member_id)
     views = [_subscription_view(r, doc, now) for r in rows]
@@ -396,7 +392,7 @@ def benefits_in_force(
     now = svc.now()
     with svc.engine.connect() as conn:
         program = program_for_key(svc, conn, who, program_id)
-        _visible(conn, who, member_id)
+        require_visible_member(conn, who, member_id)
         config = svc.configs.at(conn, program, now)
         doc = config.document
         tier = _tier(conn, doc, program, member_id)
@@ -497,7 +493,7 @@ def savings(
     zone = svc.settings.zone
     with svc.engine.connect() as conn:
         program = program_for_key(svc, conn, who, program_id)
-        _visible(conn, who, member_id)
+        require_visible_member(conn, who, member_id)
         doc = svc.configs.at(conn, program, now).document
         plan = _plan(doc, plan_id)
         if plan is None:

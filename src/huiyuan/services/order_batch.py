@@ -21,6 +21,7 @@ sent in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,7 @@ from huiyuan.domain import points as dp
 from huiyuan.domain.errors import DomainError
 from huiyuan.schemas import events as ev_schema
 from huiyuan.schemas.validation import ValidEvent
-from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.context import Services
 from huiyuan.services.event_handlers import (
     check_items_add_up,
     inbox_row,
@@ -107,8 +108,7 @@ def apply(
             or (event.store_id is not None and not svc.directory.is_store(conn, event.store_id))
         ):
             continue
-        owners = [PLATFORM_OWNER] if event.store_id is None else [PLATFORM_OWNER, event.store_id]
-        wanted = svc.directory.programs_of(conn, owners)
+        wanted = svc.programs_of_activity(conn, event.store_id)
         if not set(wanted) <= enrolled.get(event.member_id, set()):
             continue
         payment.programs = earning_programs(svc, conn, event.store_id, event.occurred_at)
@@ -137,7 +137,8 @@ def apply(
         if needs_tier([*c.order_rules, *c.multipliers])
     }
     tiers = bulk_repo.tiers_of(conn, tier_pairs)
-    plans = _plans_in_force(conn, kept)
+    terms = bulk_repo.terms_of(conn, (p.event.member_id for p in kept))
+    plans = _plans_in_force(terms, kept)
     numbers = _order_numbers(conn, kept)
 
     credits: list[tuple[_Payment, ProgramConfig, str, dp.Award]] = []
@@ -168,7 +169,7 @@ def apply(
     credits = [c for c in credits if c[0].index in chosen]
 
     _write_points(tx, sender, credits, now)
-    _mark_terms(conn, final)
+    _mark_terms(conn, terms, final)
     _write_orders(conn, sender, final)
     bodies = {p.index: _body(p) for p in final}
     bulk_repo.insert_events(conn, [_inbox_row(sender, p, bodies[p.index], now) for p in final])
@@ -221,7 +222,9 @@ def _capped(config: ProgramConfig) -> bool:
     return any(r.caps.per_day or r.caps.per_month for r in config.order_rules)
 
 
-def _plans_in_force(conn: Any, kept: list[_Payment]) -> dict[tuple[int, str], frozenset[str]]:
+def _plans_in_force(
+    terms: Sequence[Any], kept: list[_Payment]
+) -> dict[tuple[int, str], frozenset[str]]:
     """For payments under rules that name paid plans: the plan running for the member in the
     program when the order was paid (as ``subscriptions_repo.in_force`` decides it)."""
     asking = [
@@ -229,7 +232,6 @@ def _plans_in_force(conn: Any, kept: list[_Payment]) -> dict[tuple[int, str], fr
     ]
     if not asking:
         return {}
-    terms = bulk_repo.terms_in_force(conn, (p.event.member_id for p, _ in asking))
     found: dict[tuple[int, str], frozenset[str]] = {}
     for payment, config in asking:
         at = payment.event.occurred_at
@@ -259,22 +261,17 @@ def _order_numbers(conn: Any, kept: list[_Payment]) -> dict[int, int]:
     before = bulk_repo.orders_before(
         conn, [(p.event.member_id, p.event.occurred_at) for p in asking]
     )
+    position = {p.index: n for n, p in enumerate(kept)}  # the order they are applied in
     numbers = {}
     for payment, count in zip(asking, before, strict=True):
         earlier = sum(
             1
-            for other in kept
+            for other in kept[: position[payment.index]]
             if other.event.member_id == payment.event.member_id
-            and other.index != payment.index
             and other.event.occurred_at < payment.event.occurred_at
-            and _applied_before(kept, other, payment)
         )
         numbers[payment.index] = count + earlier + 1
     return numbers
-
-
-def _applied_before(kept: list[_Payment], first: _Payment, second: _Payment) -> bool:
-    return kept.index(first) < kept.index(second)
 
 
 # ---------------------------------------------------------------- writing
@@ -337,10 +334,10 @@ def _write_points(
     bulk_repo.add_pending(conn, moves, now)
 
 
-def _mark_terms(conn: Any, payments: list[_Payment]) -> None:
+def _mark_terms(conn: Any, terms: Sequence[Any], payments: list[_Payment]) -> None:
     """``memberships.mark_benefit_used`` for each payment: the first order paid during a
     running term uses it."""
-    terms = bulk_repo.running_terms(conn, (p.event.member_id for p in payments))
+    terms = [t for t in terms if t.status == "active" and not t.benefit_used]
     if not terms:
         return
     used: set[int] = set()

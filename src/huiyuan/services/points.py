@@ -268,10 +268,6 @@ def adjust(
 # ---------------------------------------------------------------- reading
 
 
-def _visible_member(conn: Connection, who: Principal, member_id: str) -> None:
-    require_visible_member(conn, who, member_id)
-
-
 def summary(
     svc: Services,
     who: Principal,
@@ -285,7 +281,7 @@ def summary(
     now = svc.now()
     with svc.engine.connect() as conn:
         program = program_for_key(svc, conn, who, program_id)
-        _visible_member(conn, who, member_id)
+        require_visible_member(conn, who, member_id)
         config = svc.configs.at(conn, program, now)
         names = config.document.points.name
         if as_of is not None:
@@ -362,7 +358,7 @@ def entries(
     who.require(Scope.READ)
     with svc.engine.connect() as conn:
         program = program_for_key(svc, conn, who, program_id)
-        _visible_member(conn, who, member_id)
+        require_visible_member(conn, who, member_id)
         conditions = [point_txns.c.program_id == program, point_txns.c.member_id == member_id]
         if since is not None:
             conditions.append(point_txns.c.occurred_at >= since)

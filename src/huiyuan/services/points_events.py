@@ -18,7 +18,7 @@ from huiyuan.db import orders_repo, points_repo, subscriptions_repo, tiers_repo
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import PointsError, conflict
 from huiyuan.services import budgets
-from huiyuan.services.context import PLATFORM_OWNER, Services
+from huiyuan.services.context import Services
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.points_book import REDEEMED, PointsBook, Reason
 from huiyuan.services.program_configs import ProgramConfig
@@ -46,13 +46,11 @@ def earning_programs(
 ) -> list[tuple[ProgramConfig, str]]:
     """The programs (their version in force at ``at``, and their owner) whose points an
     activity of this store (``None``: the platform's own) counts in."""
-    owners = [PLATFORM_OWNER] if store_id is None else [PLATFORM_OWNER, store_id]
-    found = []
-    for program_id in sorted(svc.directory.programs_of(conn, owners)):
-        config = svc.configs.at(conn, program_id, at)
-        if config.document.points.enabled:
-            found.append((config, svc.directory.owner_of(conn, program_id) or PLATFORM_OWNER))
-    return found
+    return [
+        (config, owner)
+        for config, owner in svc.configs_of_activity(conn, store_id, at)
+        if config.document.points.enabled
+    ]
 
 
 def earn_key(order_id: str, rule_id: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 
 from huiyuan.db import points_repo
 from huiyuan.db.audit_repo import enqueue
@@ -212,18 +212,7 @@ def reconcile(svc: Services) -> Reconciliation:
     """Rebuild every balance from the entries and lots and report any difference."""
     report = Reconciliation()
     with svc.engine.connect() as conn:
-        sums: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-        for program, member, bucket, total in conn.execute(
-            select(
-                point_entries.c.program_id,
-                point_entries.c.member_id,
-                point_entries.c.bucket,
-                func.sum(point_entries.c.amount),
-            )
-            .where(point_entries.c.account == "member")
-            .group_by(point_entries.c.program_id, point_entries.c.member_id, point_entries.c.bucket)
-        ):
-            sums[(program, member)][bucket] = int(total)
+        sums = _member_buckets(conn, point_entries)
         lots: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
         for program, member, status, total in conn.execute(
             select(
@@ -264,12 +253,10 @@ def reconcile(svc: Services) -> Reconciliation:
                 for kind, expected, found in checks
                 if expected != found
             ]
-        for txn_id, total in conn.execute(
-            select(point_entries.c.txn_id, func.sum(point_entries.c.amount))
-            .group_by(point_entries.c.txn_id)
-            .having(func.sum(point_entries.c.amount) != 0)
-        ):
-            report.drifts.append(Drift("unbalanced_transaction", f"txn {txn_id}", 0, int(total)))
+        report.drifts += [
+            Drift("unbalanced_transaction", f"txn {txn_id}", 0, total)
+            for txn_id, total in _unbalanced(conn, point_entries)
+        ]
         for lot_id, amount, given in conn.execute(
             select(
                 point_lots.c.id,
@@ -288,21 +275,30 @@ def reconcile(svc: Services) -> Reconciliation:
     return report
 
 
+def _member_buckets(conn: Any, entries: Table) -> dict[tuple[str, str], dict[str, int]]:
+    """A ledger's member entries summed per (program, member) and bucket."""
+    sums: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    c = entries.c
+    for program, member, bucket, total in conn.execute(
+        select(c.program_id, c.member_id, c.bucket, func.sum(c.amount))
+        .where(c.account == "member")
+        .group_by(c.program_id, c.member_id, c.bucket)
+    ):
+        sums[(program, member)][bucket] = int(total)
+    return sums
+
+
+def _unbalanced(conn: Any, entries: Table) -> list[tuple[int, int]]:
+    """Transactions of a ledger whose entries do not sum to zero, with their sum."""
+    c = entries.c
+    query = select(c.txn_id, func.sum(c.amount)).group_by(c.txn_id).having(func.sum(c.amount) != 0)
+    return [(int(txn_id), int(total)) for txn_id, total in conn.execute(query)]
+
+
 def _reconcile_wallets(conn: Any, report: Reconciliation) -> None:
     """Wallet balances against their entries, cumulative recharge against the recharges, and
     every wallet transaction balanced."""
-    sums: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for program, member, bucket, total in conn.execute(
-        select(
-            wallet_entries.c.program_id,
-            wallet_entries.c.member_id,
-            wallet_entries.c.bucket,
-            func.sum(wallet_entries.c.amount),
-        )
-        .where(wallet_entries.c.account == "member")
-        .group_by(wallet_entries.c.program_id, wallet_entries.c.member_id, wallet_entries.c.bucket)
-    ):
-        sums[(program, member)][bucket] = int(total)
+    sums = _member_buckets(conn, wallet_entries)
     recharged: dict[tuple[str, str], int] = defaultdict(int)
     for program, member, total in conn.execute(
         select(
@@ -326,14 +322,10 @@ def _reconcile_wallets(conn: Any, report: Reconciliation) -> None:
             for kind, expected, found in checks
             if expected != found
         ]
-    for txn_id, total in conn.execute(
-        select(wallet_entries.c.txn_id, func.sum(wallet_entries.c.amount))
-        .group_by(wallet_entries.c.txn_id)
-        .having(func.sum(wallet_entries.c.amount) != 0)
-    ):
-        report.drifts.append(
-            Drift("unbalanced_wallet_transaction", f"wallet txn {txn_id}", 0, int(total))
-        )
+    report.drifts += [
+        Drift("unbalanced_wallet_transaction", f"wallet txn {txn_id}", 0, total)
+        for txn_id, total in _unbalanced(conn, wallet_entries)
+    ]
     report.transactions += int(
         conn.execute(select(func.count()).select_from(wallet_txns)).scalar_one()
     )

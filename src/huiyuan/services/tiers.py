@@ -27,10 +27,6 @@ from huiyuan.services.program_access import program_for_key
 from huiyuan.services.tier_book import TierBook
 
 
-def _visible(conn: Connection, who: Principal, member_id: str) -> None:
-    require_visible_member(conn, who, member_id)
-
-
 def open_book(
     svc: Services, conn: Connection, program_id: str, member_id: str, at: datetime, actor: str
 ) -> TierBook:
@@ -66,7 +62,7 @@ def tier_view(
     with svc.uow() as tx:  # reading creates the member's tier row on first sight
         conn = tx.conn
         program = program_for_key(svc, conn, who, program_id)
-        _visible(conn, who, member_id)
+        require_visible_member(conn, who, member_id)
         book = open_book(svc, conn, program, member_id, now, "system:read")
         if book.ladder is None:
             raise not_found(TierError.NO_LADDER, f"program {program!r} has no tier ladder")
@@ -156,7 +152,7 @@ def growth_history(
     who.require(Scope.READ)
     with svc.engine.connect() as conn:
         program = program_for_key(svc, conn, who, program_id)
-        _visible(conn, who, member_id)
+        require_visible_member(conn, who, member_id)
         query = select(growth_entries).where(
             growth_entries.c.program_id == program, growth_entries.c.member_id == member_id
         )

@@ -14,16 +14,16 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from huiyuan.db import members_repo, wallet_repo
+from huiyuan.db import wallet_repo
 from huiyuan.db.tables import wallet_entries, wallet_txns
 from huiyuan.domain import wallet as dw
 from huiyuan.domain.errors import (
-    MemberError,
     WalletError,
     conflict,
     not_found,
 )
 from huiyuan.services.context import Services
+from huiyuan.services.members import require_visible_member
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
 from huiyuan.services.program_access import program_for_key, store_program
@@ -366,14 +366,6 @@ def open_book(
 # ---------------------------------------------------------------- API use cases
 
 
-def _member(conn: Connection, who: Principal, member_id: str, lock: bool) -> None:
-    row = (members_repo.lock_member if lock else members_repo.get_member)(conn, member_id)
-    if row is None or not (
-        who.is_platform or members_repo.is_enrolled_with_owner(conn, member_id, who.owner_id)
-    ):
-        raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
-
-
 def pay(
     svc: Services,
     who: Principal,
@@ -388,7 +380,7 @@ def pay(
     with svc.uow() as tx:
         conn = tx.conn
         program = program_for_key(svc, conn, who, program_id)
-        _member(conn, who, member_id, lock=True)
+        require_visible_member(conn, who, member_id, lock=True)
         book = open_book(svc, conn, program, member_id, svc.now(), who.actor)
         existing = wallet_repo.get_payment(conn, program, payment_id)
         if existing is not None:
@@ -425,7 +417,7 @@ def refund_payment(
     with svc.uow() as tx:
         conn = tx.conn
         program = program_for_key(svc, conn, who, program_id)
-        _member(conn, who, member_id, lock=True)
+        require_visible_member(conn, who, member_id, lock=True)
         book = open_book(svc, conn, program, member_id, svc.now(), who.actor)
         done = wallet_repo.find_txn(conn, program, f"spend_refund:{refund_id}")
         if done is not None:
@@ -456,7 +448,7 @@ def summary(
     who.require(Scope.READ)
     with svc.engine.connect() as conn:
         program = program_for_key(svc, conn, who, program_id)
-        _member(conn, who, member_id, lock=False)
+        require_visible_member(conn, who, member_id)
         if as_of is not None:
             rows = conn.execute(
                 select(wallet_entries.c.bucket, func.sum(wallet_entries.c.amount))
@@ -502,7 +494,7 @@ def entries(
     who.require(Scope.READ)
     with svc.engine.connect() as conn:
         program = program_for_key(svc, conn, who, program_id)
-        _member(conn, who, member_id, lock=False)
+        require_visible_member(conn, who, member_id)
         query = select(wallet_txns).where(
             wallet_txns.c.program_id == program, wallet_txns.c.member_id == member_id
         )
