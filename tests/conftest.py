@@ -110,6 +110,30 @@ def _empty_postgres(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture
+def make_pg(pg_url: str, clock: Clock) -> Iterator[Callable[..., Services]]:
+    """Services on this worker's PostgreSQL database, emptied first: for tests that race real
+    threads (SQLite takes one writer at a time, so it cannot race)."""
+    _empty_postgres(pg_url)
+    made: list[Services] = []
+
+    def make(**settings: object) -> Services:
+        svc = Services.from_settings(Settings(database_url=pg_url, **settings))  # type: ignore[arg-type]
+        svc.clock = clock
+        owner_service.ensure_platform(svc)
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.engine.dispose()
+
+
+@pytest.fixture
+def pg(make_pg: Callable[..., Services]) -> Services:
+    return make_pg()
+
+
 @pytest.fixture(params=[d for d in ("sqlite", "postgresql") if d in DATABASES])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":

@@ -4,68 +4,29 @@ These run on PostgreSQL only: SQLite takes one writer at a time, so it cannot ra
 """
 
 import random
-import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from huiyuan.config import Settings
 from huiyuan.db import events_repo, tables
-from huiyuan.db.engine import make_engine
 from huiyuan.services import events as event_service
-from huiyuan.services import owners as owner_service
 from huiyuan.services.context import Services
 from huiyuan.services.principals import SYSTEM
 
 from .bodies import item, login, paid, refunded, registered
 from .stored import inbox, one, row_counts, rows
+from .threads import all_at_once as _all_at_once
 
 pytestmark = pytest.mark.postgres_only
 
 THREADS = 32
 
 
-@pytest.fixture
-def make_pg(pg_url: str, clock) -> Iterator[Callable[..., Services]]:
-    """Services on this worker's PostgreSQL database, emptied first (as conftest does)."""
-    engine = make_engine(pg_url, poolclass=sa.pool.NullPool)
-    names = ", ".join(f'"{t.name}"' for t in tables.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    made: list[Services] = []
-
-    def make(**settings: Any) -> Services:
-        svc = Services.from_settings(Settings(database_url=pg_url, **settings))
-        svc.clock = clock
-        owner_service.ensure_platform(svc)
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        svc.engine.dispose()
-
-
-@pytest.fixture
-def pg(make_pg) -> Services:
-    return make_pg()
-
-
 def all_at_once(work: Callable[[int], Any], count: int = THREADS) -> list[Any]:
-    """Run ``work(i)`` for i in range(count) on as many threads, released together."""
-    start = threading.Barrier(count)
-
-    def run(i: int) -> Any:
-        start.wait()
-        return work(i)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
+    return _all_at_once(work, count)
 
 
 def ingest(svc: Services, body: dict[str, Any]) -> event_service.EventOutcome:

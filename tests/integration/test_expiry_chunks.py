@@ -6,17 +6,13 @@ accounts and lots someone else has locked instead of waiting for them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from huiyuan.config import Settings
 from huiyuan.db import tables
-from huiyuan.db.engine import make_engine
-from huiyuan.services import owners as owner_service
 from huiyuan.services import points_jobs
 from huiyuan.services.context import Services
 from huiyuan.services.points_book import EXPIRED
@@ -122,21 +118,6 @@ def test_a_run_cut_short_is_finished_by_the_next_one(svc, clock):
 
 
 # ---------------------------------------------------------------- PostgreSQL: locks held elsewhere
-
-
-@pytest.fixture
-def pg(pg_url: str, clock: Any) -> Iterator[Services]:
-    """Services on this worker's PostgreSQL database, emptied first."""
-    engine = make_engine(pg_url, poolclass=sa.pool.NullPool)
-    names = ", ".join(f'"{t.name}"' for t in tables.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    svc = Services.from_settings(Settings(database_url=pg_url))
-    svc.clock = clock
-    owner_service.ensure_platform(svc)
-    yield svc
-    svc.engine.dispose()
 
 
 def expire_beside(svc: Services, lock: sa.Executable) -> int:

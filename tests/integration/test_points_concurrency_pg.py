@@ -4,17 +4,13 @@ once, and a store's budget is never handed out twice.
 PostgreSQL only: SQLite takes one writer at a time, so it cannot race.
 """
 
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from huiyuan.config import Settings
 from huiyuan.db import tables, uow
-from huiyuan.db.engine import make_engine
 from huiyuan.domain.errors import DomainError
 from huiyuan.services import budgets, points
 from huiyuan.services import events as event_service
@@ -25,38 +21,15 @@ from huiyuan.services.principals import SYSTEM
 from .bodies import completed, item, paid
 from .ledger import BASE_RULE, apply, assert_reconciled, document, figures, iso
 from .stored import effects_of, rows
+from .threads import all_at_once as _all_at_once
 
 pytestmark = pytest.mark.postgres_only
 
 THREADS = 40
 
 
-@pytest.fixture
-def pg(pg_url: str, clock) -> Iterator[Services]:
-    """Services on this worker's PostgreSQL database, emptied first, with a pool big enough for
-    every thread to hold a connection at once."""
-    engine = make_engine(pg_url, poolclass=sa.pool.NullPool)
-    names = ", ".join(f'"{t.name}"' for t in tables.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    svc = Services.from_settings(Settings(database_url=pg_url))
-    svc.clock = clock
-    owner_service.ensure_platform(svc)
-    yield svc
-    svc.engine.dispose()
-
-
 def all_at_once(work: Callable[[int], Any], count: int = THREADS) -> list[Any]:
-    """Run ``work(i)`` for i in range(count) on as many threads, released together."""
-    start = threading.Barrier(count)
-
-    def run(i: int) -> Any:
-        start.wait()
-        return work(i)
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
+    return _all_at_once(work, count)
 
 
 def watch_deadlocks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
