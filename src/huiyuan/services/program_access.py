@@ -15,12 +15,17 @@ Whether the caller may see the *member* is ``members.require_visible_member``.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Row, Table, select
 
 from huiyuan.domain.errors import PointsError, forbidden, not_found
 from huiyuan.services.context import Services
+from huiyuan.services.members import require_visible_member
 from huiyuan.services.owners import PLATFORM_PROGRAM
-from huiyuan.services.principals import Principal
+from huiyuan.services.principals import Principal, Scope
 
 # The code predates this module and was the points' and wallet's; it is kept (rather than a new
 # one) because most endpoints already answered it.
@@ -53,3 +58,41 @@ def program_for_key(svc: Services, conn: Connection, who: Principal, program_id:
             REFUSED, "a store's key may only use its own store's programs", field="program_id"
         )
     return program_id
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    program_id: str
+    rows: Sequence[Row[Any]]
+
+
+def history_page(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    program_id: str | None,
+    table: Table,
+    *,
+    where: Sequence[ColumnElement[bool]] = (),
+    before_id: int | None = None,
+    limit: int = 50,
+) -> HistoryPage:
+    """A page of a member's history in a program (newest first, ``before_id`` as the cursor)
+    from a table with ``program_id``, ``member_id`` and an increasing ``id``: the program and
+    the member checked for the caller's key first, as every history endpoint does."""
+    who.require(Scope.READ)
+    with svc.engine.connect() as conn:
+        program = program_for_key(svc, conn, who, program_id)
+        require_visible_member(conn, who, member_id)
+        query = select(table).where(
+            table.c.program_id == program, table.c.member_id == member_id, *where
+        )
+        if before_id is not None:
+            query = query.where(table.c.id < before_id)
+        rows = conn.execute(query.order_by(table.c.id.desc()).limit(limit)).all()
+    return HistoryPage(program, rows)
+
+
+def next_before_id(items: Sequence[dict[str, Any]], limit: int) -> int | None:
+    """The cursor of the next page: the last id of a full page."""
+    return int(items[-1]["id"]) if len(items) == limit else None

@@ -23,7 +23,7 @@ from huiyuan.domain.errors import MemberError, TierError, invalid, not_found
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.members import require_visible_member
 from huiyuan.services.principals import Principal, Scope
-from huiyuan.services.program_access import program_for_key
+from huiyuan.services.program_access import history_page, next_before_id, program_for_key
 from huiyuan.services.tier_book import TierBook
 
 
@@ -149,16 +149,9 @@ def growth_history(
     before_id: int | None = None,
     limit: int = 50,
 ) -> dict[str, Any]:
-    who.require(Scope.READ)
-    with svc.engine.connect() as conn:
-        program = program_for_key(svc, conn, who, program_id)
-        require_visible_member(conn, who, member_id)
-        query = select(growth_entries).where(
-            growth_entries.c.program_id == program, growth_entries.c.member_id == member_id
-        )
-        if before_id is not None:
-            query = query.where(growth_entries.c.id < before_id)
-        rows = conn.execute(query.order_by(growth_entries.c.id.desc()).limit(limit)).all()
+    page = history_page(
+        svc, who, member_id, program_id, growth_entries, before_id=before_id, limit=limit
+    )
     items = [
         {
             "id": r.id,
@@ -172,13 +165,13 @@ def growth_history(
             "actor": r.actor,
             "occurred_at": r.occurred_at.isoformat(),
         }
-        for r in rows
+        for r in page.rows
     ]
     return {
         "member_id": member_id,
-        "program_id": program,
+        "program_id": page.program_id,
         "entries": items,
-        "next_before_id": items[-1]["id"] if len(items) == limit else None,
+        "next_before_id": next_before_id(items, limit),
     }
 
 

@@ -26,7 +26,12 @@ from huiyuan.services.context import Services
 from huiyuan.services.members import require_visible_member
 from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
-from huiyuan.services.program_access import program_for_key, store_program
+from huiyuan.services.program_access import (
+    history_page,
+    next_before_id,
+    program_for_key,
+    store_program,
+)
 from huiyuan.services.program_configs import ProgramConfig
 
 CASH = "system:cash"
@@ -491,16 +496,9 @@ def entries(
     before_id: int | None = None,
     limit: int = 50,
 ) -> dict[str, Any]:
-    who.require(Scope.READ)
-    with svc.engine.connect() as conn:
-        program = program_for_key(svc, conn, who, program_id)
-        require_visible_member(conn, who, member_id)
-        query = select(wallet_txns).where(
-            wallet_txns.c.program_id == program, wallet_txns.c.member_id == member_id
-        )
-        if before_id is not None:
-            query = query.where(wallet_txns.c.id < before_id)
-        rows = conn.execute(query.order_by(wallet_txns.c.id.desc()).limit(limit)).all()
+    page = history_page(
+        svc, who, member_id, program_id, wallet_txns, before_id=before_id, limit=limit
+    )
     items = [
         {
             "id": r.id,
@@ -513,11 +511,11 @@ def entries(
             "reason": {"zh": r.reason_zh, "en": r.reason_en},
             "actor": r.actor,
         }
-        for r in rows
+        for r in page.rows
     ]
     return {
         "member_id": member_id,
-        "program_id": program,
+        "program_id": page.program_id,
         "entries": items,
-        "next_before_id": items[-1]["id"] if len(items) == limit else None,
+        "next_before_id": next_before_id(items, limit),
     }
