@@ -129,22 +129,8 @@ def existing_orders(conn: Connection, order_ids: Iterable[str]) -> set[str]:
     return set(conn.scalars(select(orders.c.order_id).where(_among(conn, orders.c.order_id, ids))))
 
 
-def lock_waiting_keys(conn: Connection, keys: Iterable[str]) -> None:
-    """The advisory locks of ``events_repo.lock_waiting_key``, for many keys in one statement
-    (in key order). SQLite runs one writer at a time and needs none."""
-    ordered = sorted(set(keys))
-    if ordered and conn.dialect.name == "postgresql":
-        conn.execute(
-            text(
-                "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
-                "FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered_keys"
-            ),
-            {"keys": ordered},
-        )
-
-
 def keys_waited_on(conn: Connection, keys: Iterable[str]) -> set[str]:
-    """Which of these keys deferred events wait on."""
+    """Which of these keys deferred events wait on (``events_repo.lock_waiting_keys`` first)."""
     ordered = sorted(set(keys))
     if not ordered:
         return set()

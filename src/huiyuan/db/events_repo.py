@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, select, text, update
@@ -127,14 +127,19 @@ def events_of_member(conn: Connection, member_id: str, limit: int = 50) -> Seque
     return conn.execute(query).all()
 
 
-_LOCK_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) "
+    "FROM (SELECT unnest(CAST(:keys AS text[])) AS k ORDER BY 1) AS ordered_keys"
+)
 
 
-def lock_waiting_key(conn: Connection, key: str) -> None:
-    """Hold a lock on a waiting key (``order:o1``) until the transaction ends.
+def lock_waiting_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """Hold a lock on each waiting key (``order:o1``) until the transaction ends, taken in key
+    order so two transactions never wait for each other in a cycle.
 
     An event deferring on a key and the event satisfying it both take this lock, so the one that
     commits second always sees the other. SQLite runs one writer at a time and needs none.
     """
-    if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK_KEY, {"key": key})
+    ordered = sorted(set(keys))
+    if ordered and conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_KEYS, {"keys": ordered})

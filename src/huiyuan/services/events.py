@@ -244,7 +244,7 @@ def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEv
         # The cause may be committing right now. Under the waiting key's lock (which its
         # satisfier also takes) look again: either the cause is visible now, or the satisfier
         # will find this deferral once it commits. Without this a deferral could be stranded.
-        events_repo.lock_waiting_key(conn, waiting)
+        events_repo.lock_waiting_keys(conn, [waiting])
         locked.add(waiting)
         member, enrolled = members_repo.lock_member_with_programs(conn, event.member_id)
         waiting = _waiting_for(conn, svc, event, member)
@@ -353,8 +353,9 @@ def _release_waiting(tx: UnitOfWork, svc: Services, keys: list[str]) -> None:
     """Apply deferred events whose cause has now arrived; each may release others in turn."""
     conn = tx.conn
     while keys:
-        for key in sorted(set(keys)):  # see _apply_or_defer: a deferral in flight is seen
-            events_repo.lock_waiting_key(conn, key)
+        events_repo.lock_waiting_keys(
+            conn, keys
+        )  # see _apply_or_defer: a deferral in flight is seen
         rows = events_repo.waiting_on(conn, keys)
         keys = []
         for row in rows:

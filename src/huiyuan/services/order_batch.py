@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from huiyuan.db import bulk_repo
+from huiyuan.db import bulk_repo, events_repo
 from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import DomainError
@@ -93,7 +93,7 @@ def apply(
     enrolled = bulk_repo.enrollments_of(conn, (p.event.member_id for p in candidates))
     paid = bulk_repo.existing_orders(conn, (p.data.order_id for p in candidates))
     keys = [order_key(p.data.order_id) for p in candidates]
-    bulk_repo.lock_waiting_keys(conn, keys)
+    events_repo.lock_waiting_keys(conn, keys)
     waited = bulk_repo.keys_waited_on(conn, keys)
 
     kept: list[_Payment] = []
