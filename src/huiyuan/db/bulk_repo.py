@@ -1,18 +1,18 @@
 """Set-based statements for applying many ``order.paid`` events at once (``order_batch``).
 
-Each function reads or writes the rows of many members with one statement, so a batch of 500
-orders costs a handful of round trips instead of thousands. On PostgreSQL new rows go in with
-``COPY`` (ids drawn from the tables' sequences first), the cheapest way in for both the client
-and the server; on SQLite, which runs in-process, with ``executemany``.
+Each function reads the rows of many members with one statement, and ``write`` writes all a
+batch brings in one more, so a batch costs the same dozen round trips whether it holds 3 orders
+or 500 — which is what makes group commit (``services.group_commit``) pay off for small
+batches too.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -38,18 +38,12 @@ from huiyuan.db.tables import (
     events,
     member_tiers,
     members,
-    order_items,
     orders,
     point_accounts,
-    point_entries,
-    point_lots,
-    point_txns,
     subscriptions,
 )
 from huiyuan.db.upsert import insert_ignore
 
-_INSERT_TXNS = point_txns.insert().returning(point_txns.c.id, sort_by_parameter_order=True)
-_INSERT_LOTS = point_lots.insert().returning(point_lots.c.id, sort_by_parameter_order=True)
 _MOVE_PENDING = (
     update(point_accounts)
     .where(
@@ -233,121 +227,119 @@ def terms_of(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
     return conn.execute(query).all()
 
 
-def mark_terms_used(conn: Connection, term_ids: Iterable[int]) -> None:
-    ids = sorted(set(term_ids))
-    if ids:
-        conn.execute(
-            update(subscriptions).where(subscriptions.c.id.in_(ids)).values(benefit_used=True)
+def draw_ids(conn: Connection, counts: dict[Table, int]) -> dict[str, list[int]]:
+    """Ids for new rows of these tables, by table name, drawn before the rows are built (rows
+    of one table name rows of another). PostgreSQL draws them from the tables' sequences in
+    one statement; SQLite, one writer at a time, continues from the largest id."""
+    wanted = [(table, n) for table, n in counts.items() if n]
+    found: dict[str, list[int]] = {table.name: [] for table in counts}
+    if not wanted:
+        return found
+    if _is_pg(conn):
+        columns = ", ".join(
+            f"(SELECT array_agg(nextval(pg_get_serial_sequence(:t{i}, 'id'))) "  # noqa: S608
+            f"FROM generate_series(1, :n{i}))"
+            for i in range(len(wanted))
         )
+        params: dict[str, Any] = {}
+        for i, (table, n) in enumerate(wanted):
+            params[f"t{i}"], params[f"n{i}"] = table.name, n
+        row = conn.execute(text("SELECT " + columns), params).one()
+        for (table, _), drawn in zip(wanted, row, strict=True):
+            found[table.name] = [int(i) for i in drawn]
+        return found
+    for table, n in wanted:
+        top = int(conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one())
+        found[table.name] = list(range(top + 1, top + 1 + n))
+    return found
 
 
-def insert_txns(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert transactions; their ids in the order of ``rows``."""
-    if not rows:
-        return []
-    if _is_pg(conn):
-        return _copy_with_ids(conn, point_txns, rows)
-    return [int(i) for i in conn.scalars(_INSERT_TXNS, rows)]
-
-
-def insert_lots(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    if not rows:
-        return []
-    if _is_pg(conn):
-        return _copy_with_ids(conn, point_lots, rows)
-    return [int(i) for i in conn.scalars(_INSERT_LOTS, rows)]
-
-
-def insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    _insert(conn, point_entries, rows)
-
-
-def add_pending(conn: Connection, moves: dict[tuple[str, str], int], at: datetime) -> None:
-    if not moves:
-        return
-    ordered = sorted(moves.items())
-    if _is_pg(conn):
-        conn.execute(
-            text(
-                "UPDATE point_accounts AS a SET pending = a.pending + m.d, updated_at = :at "
-                "FROM unnest(CAST(:programs AS text[]), CAST(:members AS text[]), "
-                "CAST(:deltas AS bigint[])) AS m(p, member, d) "
-                "WHERE a.program_id = m.p AND a.member_id = m.member"
-            ),
-            {
-                "at": at,
-                "programs": [p for (p, _), _ in ordered],
-                "members": [m for (_, m), _ in ordered],
-                "deltas": [d for _, d in ordered],
-            },
-        )
-        return
-    conn.execute(
-        _MOVE_PENDING,
-        [{"p_program": p, "p_member": m, "d_pending": d, "p_at": at} for (p, m), d in ordered],
-    )
-
-
-def insert_orders(
-    conn: Connection, order_rows: list[dict[str, Any]], item_rows: list[dict[str, Any]]
+def write(
+    conn: Connection,
+    inserts: list[tuple[Table, list[dict[str, Any]]]],
+    *,
+    pending: dict[tuple[str, str], int],
+    at: datetime,
+    terms_used: set[int],
 ) -> None:
-    _insert(conn, orders, order_rows)
-    _insert(conn, order_items, item_rows)
+    """Everything a batch writes: new rows (tables in an order their references allow), the
+    pending part of balances grown, paid-membership terms marked used.
+
+    On PostgreSQL this is one statement of data-modifying CTEs, each table's rows sent as one
+    JSON document and read with ``jsonb_populate_recordset`` (the table's own column types do
+    the conversion): one round trip whatever the batch's size, and on the client one
+    ``json.dumps`` instead of a conversion per value. On SQLite, in-process, ``executemany``."""
+    inserts = [(table, rows) for table, rows in inserts if rows]
+    for table, rows in inserts:
+        unknown = set(rows[0]) - set(table.columns.keys())
+        if unknown:
+            raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
+    moves = sorted(pending.items())
+    if not _is_pg(conn):
+        for table, rows in inserts:
+            conn.execute(table.insert(), rows)
+        if moves:
+            conn.execute(
+                _MOVE_PENDING,
+                [
+                    {"p_program": p, "p_member": m, "d_pending": d, "p_at": at}
+                    for (p, m), d in moves
+                ],
+            )
+        if terms_used:
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id.in_(sorted(terms_used)))
+                .values(benefit_used=True)
+            )
+        return
+    parts: list[str] = []
+    params: dict[str, Any] = {}
+    for n, (table, rows) in enumerate(inserts):
+        # Identifiers only, from the schema (checked above); every value is a parameter.
+        names = ", ".join(f'"{c}"' for c in rows[0])
+        parts.append(
+            f"i{n} AS (INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608
+            f"FROM jsonb_populate_recordset(CAST(NULL AS {table.name}), CAST(:r{n} AS jsonb)))"
+        )
+        params[f"r{n}"] = _json(rows)
+    if moves:
+        parts.append(
+            "moved AS (UPDATE point_accounts AS a SET pending = a.pending + m.d, "
+            "updated_at = CAST(:at AS timestamptz) "
+            "FROM jsonb_to_recordset(CAST(:moves AS jsonb)) AS m(p text, member text, d bigint) "
+            "WHERE a.program_id = m.p AND a.member_id = m.member)"
+        )
+        params["at"] = at
+        params["moves"] = _json([{"p": p, "member": m, "d": d} for (p, m), d in moves])
+    if terms_used:
+        parts.append(
+            "used AS (UPDATE subscriptions SET benefit_used = true "
+            "WHERE id = ANY(CAST(:terms AS bigint[])))"
+        )
+        params["terms"] = sorted(terms_used)
+    if parts:
+        conn.execute(text("WITH " + ", ".join(parts) + " SELECT 1"), params)
 
 
-def insert_events(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Inbox rows with their final response. A duplicate id in flight makes this fail with a
-    unique violation, and the batch is retried (``run_with_retry``), then replays it."""
-    _insert(conn, events, rows)
-
-
-# ---------------------------------------------------------------- bulk writing
+# ---------------------------------------------------------------- helpers
 
 
 def _is_pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if _is_pg(conn):
-        _copy(conn, table, rows)
-    else:
-        conn.execute(table.insert(), rows)
+def _json(rows: Any) -> str:
+    return json.dumps(rows, default=_json_value, separators=(",", ":"), ensure_ascii=False)
 
 
-_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)")
-
-
-def _copy_with_ids(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Draw ids from the table's sequence, then COPY the rows with them."""
-    ids = [int(i) for i in conn.scalars(_NEXT_IDS, {"table": table.name, "n": len(rows)})]
-    _copy(conn, table, [{"id": i, **row} for i, row in zip(ids, rows, strict=True)])
-    return ids
-
-
-def _copy(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """COPY the rows into the table, inside the connection's transaction. Values go as
-    PostgreSQL reads them: instants must carry a zone (as ``UTCDateTime`` requires), and JSON
-    documents are sent as ``jsonb``."""
-    columns = list(rows[0])
-    known = set(table.columns.keys())
-    unknown = set(columns) - known
-    if unknown:
-        raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
-    for row in rows:
-        for column in columns:
-            value = row[column]
-            if isinstance(value, datetime) and value.tzinfo is None:
-                raise ValueError("naive datetime refused: store instants with a zone")
-    names = ", ".join(f'"{c}"' for c in columns)
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([_copyable(row[c]) for c in columns])
-
-
-def _copyable(value: Any) -> Any:
-    return Jsonb(value) if isinstance(value, dict | list) else value
+def _json_value(value: Any) -> Any:
+    """Instants as ISO 8601 with their offset (a naive one is refused, as ``UTCDateTime``
+    refuses it); dates as ISO 8601."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: store instants with a zone")
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Table
+
 from huiyuan.db import bulk_repo, events_repo
+from huiyuan.db.tables import events, order_items, orders, point_entries, point_lots, point_txns
 from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import DomainError
@@ -168,11 +171,18 @@ def apply(
     chosen = {p.index for p in final}
     credits = [c for c in credits if c[0].index in chosen]
 
-    _write_points(tx, sender, credits, now)
-    _mark_terms(conn, terms, final)
-    _write_orders(conn, sender, final)
+    points, moves = _points_rows(tx, sender, credits, now)
+    used = _terms_used(terms, final)
+    order_rows, item_rows = _order_rows(sender, final)
     bodies = {p.index: _body(p) for p in final}
-    bulk_repo.insert_events(conn, [_inbox_row(sender, p, bodies[p.index], now) for p in final])
+    inbox = [_inbox_row(sender, p, bodies[p.index], now) for p in final]
+    bulk_repo.write(
+        conn,
+        [*points, (orders, order_rows), (order_items, item_rows), (events, inbox)],
+        pending=moves,
+        at=now,
+        terms_used=used,
+    )
     return Applied(bodies)
 
 
@@ -277,69 +287,60 @@ def _order_numbers(conn: Any, kept: list[_Payment]) -> dict[int, int]:
 # ---------------------------------------------------------------- writing
 
 
-def _write_points(
+def _points_rows(
     tx: UnitOfWork,
     sender: str,
     credits: list[tuple[_Payment, ProgramConfig, str, dp.Award]],
     now: datetime,
-) -> None:
-    conn = tx.conn
-    txn_ids = bulk_repo.insert_txns(
-        conn,
-        [
-            txn_row(
-                config,
-                payment.event.member_id,
-                "earn",
-                earn_key(payment.data.order_id, award.rule_id),
-                Reason(award.reason_zh, award.reason_en),
-                order_id=payment.data.order_id,
-                rule_id=award.rule_id,
-                actor=_actor(sender, payment),
-                occurred_at=payment.event.occurred_at,
-                created_at=now,
-            )
-            for payment, config, _, award in credits
-        ],
-    )
-    lot_ids = bulk_repo.insert_lots(
-        conn,
-        [
-            lot_row(
-                config.program_id,
-                payment.event.member_id,
-                award,
-                award.funded_by or owner,
-                txn_id,
-                order_id=payment.data.order_id,
-                at=payment.event.occurred_at,
-                expires_at=None,
-                pending=True,
-            )
-            for (payment, config, owner, award), txn_id in zip(credits, txn_ids, strict=True)
-        ],
-    )
+) -> tuple[list[tuple[Table, list[dict[str, Any]]]], dict[tuple[str, str], int]]:
+    """The points rows of the credits (their ids drawn first: lots and entries name them) and
+    how much each balance's pending part grows."""
+    ids = bulk_repo.draw_ids(tx.conn, {point_txns: len(credits), point_lots: len(credits)})
+    txns: list[dict[str, Any]] = []
+    lots: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
     moves: dict[tuple[str, str], int] = {}
     for (payment, config, owner, award), txn_id, lot_id in zip(
-        credits, txn_ids, lot_ids, strict=True
+        credits, ids[point_txns.name], ids[point_lots.name], strict=True
     ):
-        member_id = payment.event.member_id
+        member_id, at = payment.event.member_id, payment.event.occurred_at
+        txn = txn_row(
+            config,
+            member_id,
+            "earn",
+            earn_key(payment.data.order_id, award.rule_id),
+            Reason(award.reason_zh, award.reason_en),
+            order_id=payment.data.order_id,
+            rule_id=award.rule_id,
+            actor=_actor(sender, payment),
+            occurred_at=at,
+            created_at=now,
+        )
+        txns.append({"id": txn_id, **txn})
+        lot = lot_row(
+            config.program_id,
+            member_id,
+            award,
+            award.funded_by or owner,
+            txn_id,
+            order_id=payment.data.order_id,
+            at=at,
+            expires_at=None,
+            pending=True,
+        )
+        lots.append({"id": lot_id, **lot})
         legs = pending_legs(award.funded_by or owner, award.points, lot_id)
-        entries += entry_rows(txn_id, config.program_id, member_id, legs, payment.event.occurred_at)
+        entries += entry_rows(txn_id, config.program_id, member_id, legs, at)
         key = (config.program_id, member_id)
         moves[key] = moves.get(key, 0) + award.points
         payment.effects.append(granted_effect(config.program_id, award, lot_id, pending=True))
-    bulk_repo.insert_entries(conn, entries)
-    bulk_repo.add_pending(conn, moves, now)
+    return [(point_txns, txns), (point_lots, lots), (point_entries, entries)], moves
 
 
-def _mark_terms(conn: Any, terms: Sequence[Any], payments: list[_Payment]) -> None:
+def _terms_used(terms: Sequence[Any], payments: list[_Payment]) -> set[int]:
     """``memberships.mark_benefit_used`` for each payment: the first order paid during a
     running term uses it."""
     terms = [t for t in terms if t.status == "active" and not t.benefit_used]
-    if not terms:
-        return
     used: set[int] = set()
     for payment in payments:
         at = payment.event.occurred_at
@@ -358,17 +359,19 @@ def _mark_terms(conn: Any, terms: Sequence[Any], payments: list[_Payment]) -> No
                         "purchase_id": term.purchase_id,
                     }
                 )
-    bulk_repo.mark_terms_used(conn, used)
+    return used
 
 
-def _write_orders(conn: Any, sender: str, payments: list[_Payment]) -> None:
+def _order_rows(
+    sender: str, payments: list[_Payment]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     order_rows = []
     item_rows = []
     for payment in payments:
         order, items = paid_order_rows(sender, payment.event, payment.data)
         order_rows.append(order)
         item_rows += items
-    bulk_repo.insert_orders(conn, order_rows, item_rows)
+    return order_rows, item_rows
 
 
 def _body(payment: _Payment) -> dict[str, Any]:
