@@ -36,6 +36,19 @@ class Settings(BaseSettings):
         default=72, ge=1, description="how long an out-of-order event may wait for its cause"
     )
     batch_max_events: int = Field(default=1000, ge=1, le=10_000)
+    group_commit: bool = Field(
+        default=True,
+        description="on PostgreSQL, apply concurrent single events together (group commit)",
+    )
+    group_commit_partitions: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="leaders working at once; each owns the members hashing to it",
+    )
+    group_commit_batch: int = Field(
+        default=500, ge=1, le=10_000, description="most events a leader applies at once"
+    )
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
 

@@ -177,6 +177,15 @@ def events_expire_deferred() -> None:
     out.print(f"{count} deferred events rejected")
 
 
+@events_app.command("drain")
+def events_drain() -> None:
+    """Apply single events left queued by requests that went away (group commit, PostgreSQL)."""
+    from huiyuan.services import group_commit
+
+    count = group_commit.drain(_ready_services())
+    out.print(f"{count} queued events applied")
+
+
 @ledger_app.command("expire")
 def ledger_expire(
     chunk: Annotated[int, typer.Option(help="lots per transaction")] = 5000,
@@ -285,9 +294,10 @@ def jobs_nightly() -> None:
 
     Points: release due pending points, lapse old holds, expire lots, queue expiry reminders.
     Tiers: retention and downgrades at checkpoints. Paid plans: expire ended terms, queue
-    renewal reminders. Events: reject deferred events whose cause never came.
+    renewal reminders. Events: reject deferred events whose cause never came, apply single
+    events left queued by requests that went away.
     """
-    from huiyuan.services import memberships, points_jobs, tiers
+    from huiyuan.services import group_commit, memberships, points_jobs, tiers
 
     svc = _ready_services()
     steps: list[tuple[str, Callable[[], int]]] = [
@@ -299,6 +309,7 @@ def jobs_nightly() -> None:
         ("plan terms expired", lambda: memberships.expire_subscriptions(svc)),
         ("renewal reminders queued", lambda: memberships.remind_renewals(svc)),
         ("deferred events given up", lambda: event_service.expire_deferred(svc)),
+        ("queued events applied", lambda: group_commit.drain(svc)),
     ]
     with out.status("running the nightly jobs …"):
         for label, step in steps:

@@ -466,6 +466,16 @@ def take_from_free_slice(
     return result.rowcount == 1
 
 
+_LOCK_BUDGET = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+def lock_budget(conn: Connection, program_id: str, store_id: str) -> None:
+    """A store budget's own lock, held until the transaction ends (``budgets.many_grants``).
+    SQLite runs one writer at a time and needs none."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_BUDGET, {"key": f"budget:{program_id}:{store_id}"})
+
+
 def lock_all_slices(conn: Connection, program_id: str, store_id: str) -> Sequence[Row[Any]]:
     query = (
         select(budget_slices)

@@ -138,6 +138,36 @@ Index(
     sqlite_where=events.c.waiting_on.is_not(None),
 )
 
+# Group commit (PostgreSQL): a single event waits here, durable, until its partition's leader
+# applies it together with the others that arrived meanwhile (``services.group_commit``). Rows
+# live for milliseconds: the requester deletes its row once it has read the outcome. The index
+# leaves ``status`` out so that recording the outcome is a HOT update.
+event_queue = Table(
+    "event_queue",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("part", Integer, nullable=False),
+    Column("sender", String(ID), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("store_id", String(ID)),
+    Column("occurred_at", UTCDateTime(), nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("data", json_type(), nullable=False),
+    Column("queued_at", UTCDateTime(), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("outcome_status", Integer),
+    Column("outcome_body", json_type()),
+    Column("replayed", Boolean),
+    CheckConstraint("status in ('queued', 'done', 'solo')", name="status"),
+    CheckConstraint("(status = 'done') = (outcome_status is not null)", name="outcome"),
+    postgresql_with={"fillfactor": 50},
+)
+Index("ix_event_queue_part", event_queue.c.part, event_queue.c.id)
+
 orders = Table(
     "orders",
     metadata,

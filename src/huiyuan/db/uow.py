@@ -26,8 +26,12 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
 
 
 class UnitOfWork:
-    def __init__(self, engine: Engine) -> None:
+    """``UnitOfWork(engine)`` checks a connection out for the block; ``UnitOfWork(engine,
+    conn)`` runs the transaction on a connection the caller holds (and keeps)."""
+
+    def __init__(self, engine: Engine, conn: Connection | None = None) -> None:
         self.engine = engine
+        self._borrowed = conn
         self._conn: Connection | None = None
         self._committed = False
 
@@ -42,7 +46,7 @@ class UnitOfWork:
         return self.engine.dialect.name
 
     def __enter__(self) -> UnitOfWork:
-        self._conn = self.engine.connect()
+        self._conn = self._borrowed if self._borrowed is not None else self.engine.connect()
         self._conn.begin()
         self._committed = False
         return self
@@ -57,7 +61,8 @@ class UnitOfWork:
             if not self._committed:
                 conn.rollback()
         finally:
-            conn.close()
+            if self._borrowed is None:
+                conn.close()
             self._conn = None
 
     @contextmanager

@@ -4,11 +4,20 @@ A budget is split into ``SLICES`` rows; a grant takes from the member's own slic
 conditional update, so grants to different members rarely wait for one another. Only when that
 slice runs dry are all slices locked (in slice order) to gather what is left. A grant beyond the
 budget is refused; points cancelled or clawed back return to the budget.
+
+A transaction applying many events (a batch, a group-commit leader) may take from one budget
+several times and so hold slices out of slice order; two such transactions could deadlock when
+one of them then locks every slice. Inside ``many_grants()`` each of them first takes the
+budget's own lock, so they take turns on a budget while one-grant transactions, which never
+wait while holding a slice, do not.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Connection
@@ -21,6 +30,17 @@ from huiyuan.services.owners import PLATFORM_PROGRAM
 from huiyuan.services.principals import Principal, Scope
 
 SLICES = 16
+_MANY = ContextVar("budget_many_grants", default=False)
+
+
+@contextmanager
+def many_grants() -> Iterator[None]:
+    """Grants made inside this block may be several in one transaction (see the docstring)."""
+    token = _MANY.set(True)
+    try:
+        yield
+    finally:
+        _MANY.reset(token)
 
 
 def _slice_of(member_id: str) -> int:
@@ -31,6 +51,8 @@ def take(conn: Connection, program_id: str, store_id: str, member_id: str, point
     """Take ``points`` from the store's budget; False (nothing taken) if it holds too few.
 
     A store without a budget has no slices, and so nothing to take."""
+    if _MANY.get():
+        points_repo.lock_budget(conn, program_id, store_id)
     if points_repo.take_from_free_slice(conn, program_id, store_id, _slice_of(member_id), points):
         return True
     slices = points_repo.lock_all_slices(conn, program_id, store_id)
@@ -50,6 +72,8 @@ def take(conn: Connection, program_id: str, store_id: str, member_id: str, point
 def give_back(
     conn: Connection, program_id: str, store_id: str, member_id: str, points: int
 ) -> None:
+    if _MANY.get():
+        points_repo.lock_budget(conn, program_id, store_id)
     points_repo.ensure_budget_slices(conn, program_id, store_id, SLICES)
     amounts = [0] * SLICES
     amounts[_slice_of(member_id)] = points

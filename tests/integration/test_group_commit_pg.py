@@ -1,0 +1,236 @@
+"""Group commit on PostgreSQL: concurrent single events applied together, each with its own
+outcome, none lost when a request or a batch fails.
+
+Every PostgreSQL test that sends single events goes through group commit (it is on by
+default), so the whole suite checks that it answers as one event per transaction did; these
+tests check what is particular to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from huiyuan.db import queue_repo, tables
+from huiyuan.schemas.validation import parse_event
+from huiyuan.services import events as event_service
+from huiyuan.services import group_commit
+from huiyuan.services import owners as owner_service
+from huiyuan.services.principals import SYSTEM, Principal, Scope
+
+from .bodies import item, paid
+from .ledger import BASE_RULE, apply, assert_reconciled, document
+from .stored import inbox, row_counts, rows
+from .threads import all_at_once
+
+pytestmark = pytest.mark.postgres_only
+
+THREADS = 16
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The event ids of every batch a leader applied."""
+    seen: list[list[str]] = []
+    original = group_commit._apply_rows
+
+    def spy(tx: Any, svc: Any, rows: Any) -> Any:
+        seen.append([row.event_id for row in rows])
+        return original(tx, svc, rows)
+
+    monkeypatch.setattr(group_commit, "_apply_rows", spy)
+    return seen
+
+
+def order(n: int, member: str, amount: int) -> dict[str, Any]:
+    return paid(f"pay-{n}", f"o{n}", member, amount=amount, items=[item("coat", amount)])
+
+
+def queue_is_empty(svc: Any) -> bool:
+    return row_counts(svc)["event_queue"] == 0
+
+
+def test_concurrent_payments_are_applied_in_batches_each_with_its_own_outcome(pg, batches):
+    # given the platform's 1 point per ¥1
+    apply(pg, document())
+    # when 16 members pay at the same moment, one of them naming a store that does not exist
+    bodies = [order(i, f"u{i}", 1000 * (i + 1)) for i in range(16)]
+    bodies[5]["store_id"] = "nowhere"
+    outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), THREADS)
+    # then some leader applied several of them in one transaction
+    assert sum(len(batch) for batch in batches) == THREADS
+    assert max(len(batch) for batch in batches) > 1
+    # and each request got the answer for its own event: points for its own amount …
+    for i, outcome in enumerate(outcomes):
+        if i == 5:
+            continue
+        assert outcome.status == 200, outcome.body
+        assert outcome.body["id"] == f"pay-{i}"
+        (pending,) = [e for e in outcome.body["effects"] if e["kind"] == "points.pending"]
+        assert pending["points"] == 10 * (i + 1)
+    # … and the refused one its own error, with nothing of it written
+    assert outcomes[5].status == 422
+    assert outcomes[5].body["code"] == "unknown_store"
+    assert not rows(pg, tables.events, event_id="pay-5")
+    assert not rows(pg, tables.orders, order_id="o5")
+    # and the queue is empty, the ledger adds up
+    assert queue_is_empty(pg)
+    assert_reconciled(pg)
+
+
+def test_one_member_paying_from_many_requests_at_once_gets_every_payment_once(pg):
+    # given the platform's 1 point per ¥1
+    apply(pg, document())
+    # when one member's 16 payments (and a resend of each) arrive together
+    bodies = [order(i % 16, "u1", 1000) for i in range(32)]
+    outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), 32)
+    # then each payment applied once and its resend replayed the same answer
+    assert {o.status for o in outcomes} == {200}
+    assert sum(not o.replayed for o in outcomes) == 16
+    for i in range(16):
+        first, second = outcomes[i], outcomes[i + 16]
+        assert first.body == second.body
+    # and the member has 16 orders and 160 pending points
+    assert row_counts(pg)["orders"] == 16
+    (account,) = rows(pg, tables.point_accounts, member_id="u1")
+    assert account.pending == 160
+    assert queue_is_empty(pg)
+    assert_reconciled(pg)
+
+
+def test_events_of_the_platform_and_of_a_store_in_one_batch_keep_their_senders(pg, batches):
+    # given a store with its own key
+    owner_service.add_store(pg, "s1", "优衣库", program=False, actor="test")
+    store = Principal("s1", "store", frozenset({Scope.WRITE}), "test")
+    apply(pg, document())
+
+    # when the platform and the store send payments together
+    def send(i: int) -> Any:
+        principal = store if i % 2 else SYSTEM
+        return event_service.ingest_event(pg, principal, order(i, f"u{i}", 1000))
+
+    outcomes = all_at_once(send, THREADS)
+    # then each was recorded under the key that sent it, the store's orders in the store
+    assert {o.status for o in outcomes} == {200}
+    for i in range(THREADS):
+        row = inbox(pg, f"pay-{i}", sender="s1" if i % 2 else "platform")
+        assert row.store_id == ("s1" if i % 2 else None)
+    assert queue_is_empty(pg)
+
+
+def test_a_batch_that_fails_lets_each_of_its_events_apply_alone(pg, monkeypatch, caplog):
+    # given a fault that fails any batch holding more than one event
+    apply(pg, document())
+    original = group_commit._apply_rows
+
+    def fragile(tx: Any, svc: Any, rows: Any) -> Any:
+        if len(rows) > 1:
+            raise RuntimeError("a fault of the batch, not of any one event")
+        return original(tx, svc, rows)
+
+    monkeypatch.setattr(group_commit, "_apply_rows", fragile)
+    # when 16 payments arrive together
+    bodies = [order(i, f"u{i}", 1000) for i in range(16)]
+    with caplog.at_level(logging.ERROR, logger="huiyuan.services.group_commit"):
+        outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), 16)
+    # then every one of them was applied (alone), once
+    assert {o.status for o in outcomes} == {200}
+    assert row_counts(pg)["orders"] == 16
+    assert queue_is_empty(pg)
+    assert_reconciled(pg)
+    # and the failed batches were logged
+    assert any("applying each alone" in r.getMessage() for r in caplog.records)
+
+
+def test_an_event_that_fails_alone_fails_only_its_own_request(pg, monkeypatch):
+    # given an event whose handling fails (a bug): in a batch, and alone
+    apply(pg, document())
+    batch, alone = group_commit._apply_rows, group_commit.apply_event
+
+    def broken_batch(tx: Any, svc: Any, rows: Any) -> Any:
+        if any(row.event_id == "pay-3" for row in rows):
+            raise RuntimeError("a bug")
+        return batch(tx, svc, rows)
+
+    def broken_alone(tx: Any, svc: Any, sender: str, event: Any) -> Any:
+        if event.id == "pay-3":
+            raise RuntimeError("a bug")
+        return alone(tx, svc, sender, event)
+
+    monkeypatch.setattr(group_commit, "_apply_rows", broken_batch)
+    monkeypatch.setattr(group_commit, "apply_event", broken_alone)
+
+    def send(i: int) -> Any:
+        try:
+            return event_service.ingest_event(pg, SYSTEM, order(i, f"u{i}", 1000))
+        except RuntimeError as error:
+            return error
+
+    # when it arrives together with seven others
+    outcomes = all_at_once(send, 8)
+    # then its own request failed, every other was applied, and its row stays for the drain job
+    assert isinstance(outcomes[3], RuntimeError)
+    assert all(o.status == 200 for i, o in enumerate(outcomes) if i != 3)
+    assert not rows(pg, tables.events, event_id="pay-3")
+    assert row_counts(pg)["orders"] == 7
+    assert [(r.event_id, r.status) for r in rows(pg, tables.event_queue)] == [("pay-3", "solo")]
+
+
+def test_an_event_left_queued_by_a_request_that_went_away_is_applied(pg, clock):
+    # given an event queued by a request whose process died before any leader took it
+    apply(pg, document())
+    orphan = parse_event(paid("pay-orphan", "o-orphan", "u9"), pg.now())
+    part = group_commit.partition("u9", pg.settings.group_commit_partitions)
+    with pg.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        queue_repo.enqueue(conn, group_commit._queue_row(pg, "platform", orphan, part))
+    # when the next single event of the same partition arrives
+    neighbour = next(
+        f"n{i}"
+        for i in range(1000)
+        if group_commit.partition(f"n{i}", pg.settings.group_commit_partitions) == part
+    )
+    body = paid("pay-next", "o-next", neighbour)
+    assert event_service.ingest_event(pg, SYSTEM, body).status == 200
+    # then its leader applied the orphan too, and the orphan's outcome waits to be collected
+    assert inbox(pg, "pay-orphan").status == "applied"
+    (left,) = rows(pg, tables.event_queue)
+    assert (left.event_id, left.status, left.outcome_status) == ("pay-orphan", "done", 200)
+    # and after an hour nobody collected it, drain forgets it
+    clock.advance(hours=2)
+    group_commit.drain(pg)
+    assert queue_is_empty(pg)
+
+
+def test_drain_applies_queued_and_solo_events_nobody_waits_for(pg, clock):
+    # given a queued event and a solo one, both left by requests that went away
+    apply(pg, document())
+    with pg.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        ids = []
+        for n, member in ((1, "u1"), (2, "u2")):
+            event = parse_event(paid(f"pay-{n}", f"o{n}", member), pg.now())
+            part = group_commit.partition(member, pg.settings.group_commit_partitions)
+            ids.append(
+                queue_repo.enqueue(conn, group_commit._queue_row(pg, "platform", event, part))
+            )
+        queue_repo.set_solo(conn, [ids[1]])
+    # when the drain job runs (a minute later: a solo event's requester may still be at it)
+    clock.advance(minutes=2)
+    applied = group_commit.drain(pg)
+    # then both were applied, and nothing is left but the queued one's uncollected outcome
+    assert applied == 2
+    assert inbox(pg, "pay-1").status == "applied"
+    assert inbox(pg, "pay-2").status == "applied"
+    assert [(r.event_id, r.status) for r in rows(pg, tables.event_queue)] == [("pay-1", "done")]
+    assert_reconciled(pg)
+
+
+def test_group_commit_can_be_turned_off(make_pg):
+    svc = make_pg(group_commit=False)
+    assert not group_commit.enabled(svc)
+    apply(svc, {"points": {"earning": [BASE_RULE]}})
+    assert event_service.ingest_event(svc, SYSTEM, paid("pay-1", "o1")).status == 200
+    assert queue_is_empty(svc)
