@@ -195,7 +195,7 @@ class Run:
         tps = self.tps()
         load = self.uniform()
         result = Result(
-            f"single order.paid, {self.cfg.workers} procs",
+            f"single order.paid, {self.cfg.workers} procs, {_grouping()}",
             load.rate,
             "ev/s",
             tps,
@@ -283,6 +283,17 @@ def _load_notes(load: ingest.LoadResult, per: str) -> list[str]:
     if load.errors:
         notes.append(f"{load.errors} events refused; first: {(load.first_error or '')[:200]}")
     return notes
+
+
+def _grouping() -> str:
+    """Whether single events went through group commit (the workers read the same
+    ``HUIYUAN_*`` environment as this process)."""
+    from huiyuan.config import Settings
+
+    settings = Settings()
+    if not settings.group_commit:
+        return "group commit off"
+    return f"group commit ({settings.group_commit_partitions} partitions)"
 
 
 def _machine() -> str:

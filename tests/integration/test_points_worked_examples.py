@@ -544,6 +544,15 @@ def test_a_refund_of_points_whose_lot_expired_meanwhile(
         assert lot["expires_at"] == clock() + timedelta(days=15)
     else:
         assert fresh == []
+    # and the liability report agrees with the ledger: the forfeited 100 count as expired, no
+    # longer as redeemed; reissued, they are outstanding again
+    (report,) = points_jobs.liability(svc)
+    outstanding, redeemed = (100, 0) if mode == "reissue" else (0, 0)
+    assert (report["outstanding"], report["redeemed"], report["expired"]) == (
+        outstanding,
+        redeemed,
+        expired_total,
+    )
     assert_reconciled(svc)
 
 

@@ -483,6 +483,20 @@ class PointsBook:
                 )
                 legs += self._available_with_repay(txn_id, lot_id, give, fresh=True)
             else:
+                # Forfeited: what the lot gave out is now expired rather than redeemed, and a
+                # draw says so (the liability report reads draws).
+                points_repo.insert_draws(
+                    self.conn,
+                    [
+                        {
+                            "txn_id": txn_id,
+                            "lot_id": draw.lot_id,
+                            "kind": "expire",
+                            "amount": give,
+                            "restored": 0,
+                        }
+                    ],
+                )
                 legs.append(Leg(EXPIRED, "total", give, draw.lot_id))
         if left:
             raise AssertionError(f"restore of {amount} exceeds what was spent")
