@@ -52,6 +52,7 @@ from huiyuan.services.event_apply import (
     error_status,
     stored_event,
 )
+from huiyuan.services.event_handlers import inbox_row
 
 log = logging.getLogger(__name__)
 
@@ -223,16 +224,22 @@ def _transaction(svc: Services, conn: Connection) -> Iterator[UnitOfWork]:
 
 
 def _queue_row(svc: Services, sender: str, event: ValidEvent, part: int) -> dict[str, Any]:
+    """The event's queue row: what its inbox row will hold, and its partition."""
+    row = inbox_row(sender, event, svc.now())
     return {
         "part": part,
-        "p_part": part,
-        "sender": sender,
-        "event_id": event.id,
-        "type": event.type,
-        "member_id": event.member_id,
-        "store_id": event.store_id,
-        "occurred_at": event.occurred_at,
-        "body_hash": event.body_hash,
-        "data": event.envelope.data,
-        "queued_at": svc.now(),
+        "queued_at": row["received_at"],
+        **{column: row[column] for column in _EVENT_COLUMNS},
     }
+
+
+_EVENT_COLUMNS = (
+    "sender",
+    "event_id",
+    "type",
+    "member_id",
+    "store_id",
+    "occurred_at",
+    "body_hash",
+    "data",
+)

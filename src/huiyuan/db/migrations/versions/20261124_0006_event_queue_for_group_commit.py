@@ -31,38 +31,39 @@ depends_on: str | Sequence[str] | None = None
 # Each statement of a VOLATILE PL/pgSQL function takes a new snapshot, so what a function reads
 # after waiting for a lock includes what the lock's holder committed.
 #
-# huiyuan_settle: with the partition's lock held, collect the row if a leader applied it (and
-# let the lock go), keep the lock if it is still queued (the caller leads), or let the lock go
-# and say why not (solo, gone).
-# huiyuan_collect: the first look after queueing. With no leader at work, settle. Else wait
-# while the leader holds this very row (it took it for its batch), then collect it; or, if the
-# row was queued too late for that batch, answer 'wait'.
-# huiyuan_lead_or_collect: queue for the partition's lock, then settle.
+# huiyuan_look: a requester's look at its row. Done — a leader applied it: delete the row and
+# return the outcome. Still queued: 'lead' if the caller holds the partition's lock (it leads),
+# else 'wait'. Solo or gone: say so. A caller holding the lock lets it go unless it leads.
+# huiyuan_collect: the first look after queueing. With no leader at work, take the lock and look.
+# Else wait while the leader holds this very row (it took it for its batch), then look.
+# huiyuan_lead_or_collect: queue for the partition's lock, then look.
 FUNCTIONS = [
     """
-CREATE FUNCTION huiyuan_settle(p_class integer, p_part integer, p_id bigint)
+CREATE FUNCTION huiyuan_look(p_class integer, p_part integer, p_id bigint, p_locked boolean)
 RETURNS TABLE (o_state text, o_status integer, o_body jsonb, o_replayed boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    done_row record;
+    done_status integer;
+    done_body jsonb;
+    done_replayed boolean;
     found_state text;
 BEGIN
     DELETE FROM event_queue AS q WHERE q.id = p_id AND q.status = 'done'
-        RETURNING q.outcome_status, q.outcome_body, q.replayed INTO done_row;
+        RETURNING q.outcome_status, q.outcome_body, q.replayed
+        INTO done_status, done_body, done_replayed;
     IF FOUND THEN
+        found_state := 'done';
+    ELSE
+        SELECT q.status INTO found_state FROM event_queue AS q WHERE q.id = p_id;
+        found_state := coalesce(found_state, 'gone');
+        IF found_state = 'queued' THEN
+            found_state := CASE WHEN p_locked THEN 'lead' ELSE 'wait' END;
+        END IF;
+    END IF;
+    IF p_locked AND found_state <> 'lead' THEN
         PERFORM pg_advisory_unlock(p_class, p_part);
-        RETURN QUERY SELECT 'done'::text, done_row.outcome_status, done_row.outcome_body,
-            done_row.replayed;
-        RETURN;
     END IF;
-    SELECT q.status INTO found_state FROM event_queue AS q WHERE q.id = p_id;
-    IF found_state = 'queued' THEN
-        RETURN QUERY SELECT 'lead'::text, NULL::integer, NULL::jsonb, NULL::boolean;
-        RETURN;
-    END IF;
-    PERFORM pg_advisory_unlock(p_class, p_part);
-    RETURN QUERY SELECT coalesce(found_state, 'gone'), NULL::integer, NULL::jsonb,
-        NULL::boolean;
+    RETURN QUERY SELECT found_state, done_status, done_body, done_replayed;
 END
 $$
 """,
@@ -70,25 +71,13 @@ $$
 CREATE FUNCTION huiyuan_collect(p_class integer, p_part integer, p_id bigint)
 RETURNS TABLE (o_state text, o_status integer, o_body jsonb, o_replayed boolean)
 LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    done_row record;
-    found_state text;
 BEGIN
     IF pg_try_advisory_lock(p_class, p_part) THEN
-        RETURN QUERY SELECT * FROM huiyuan_settle(p_class, p_part, p_id);
+        RETURN QUERY SELECT * FROM huiyuan_look(p_class, p_part, p_id, true);
         RETURN;
     END IF;
     PERFORM 1 FROM event_queue AS q WHERE q.id = p_id FOR SHARE;
-    DELETE FROM event_queue AS q WHERE q.id = p_id AND q.status = 'done'
-        RETURNING q.outcome_status, q.outcome_body, q.replayed INTO done_row;
-    IF FOUND THEN
-        RETURN QUERY SELECT 'done'::text, done_row.outcome_status, done_row.outcome_body,
-            done_row.replayed;
-        RETURN;
-    END IF;
-    SELECT q.status INTO found_state FROM event_queue AS q WHERE q.id = p_id;
-    RETURN QUERY SELECT CASE coalesce(found_state, 'gone') WHEN 'queued' THEN 'wait'
-        ELSE coalesce(found_state, 'gone') END, NULL::integer, NULL::jsonb, NULL::boolean;
+    RETURN QUERY SELECT * FROM huiyuan_look(p_class, p_part, p_id, false);
 END
 $$
 """,
@@ -98,7 +87,7 @@ RETURNS TABLE (o_state text, o_status integer, o_body jsonb, o_replayed boolean)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM pg_advisory_lock(p_class, p_part);
-    RETURN QUERY SELECT * FROM huiyuan_settle(p_class, p_part, p_id);
+    RETURN QUERY SELECT * FROM huiyuan_look(p_class, p_part, p_id, true);
 END
 $$
 """,
@@ -106,7 +95,7 @@ $$
 SIGNATURES = [
     "huiyuan_lead_or_collect(integer, integer, bigint)",
     "huiyuan_collect(integer, integer, bigint)",
-    "huiyuan_settle(integer, integer, bigint)",
+    "huiyuan_look(integer, integer, bigint, boolean)",
 ]
 
 
