@@ -285,6 +285,36 @@ def test_a_hold_released_by_the_checkout_is_spendable_again(api, clock):
     assert_reconciled(svc)
 
 
+def test_an_order_paid_with_a_lapsed_hold_the_member_spent_meanwhile_is_recorded_short(api, clock):
+    svc = api.svc
+    # given a member with 299 points who held 150 at a checkout for a minute
+    apply(svc, document())
+    earn(svc, clock, "o1", 29900)
+    assert reserve(api, 150, ttl_seconds=60).status_code == 201
+    # and the hold lapsed, and the member redeemed 200 of the points elsewhere
+    clock.advance(seconds=61)
+    assert points_jobs.sweep_reservations(svc) == 1
+    assert redeem(api, 200).status_code == 201
+    # when the order of that checkout is paid after all, naming the lapsed hold
+    effects = pay(svc, clock, "o2", 10000, points_reservation_id="res-1")
+    # then the order is recorded and earns its points; the 99 points left are taken and the
+    # 51 missing are reported short, not invented
+    captured = the_effect(effects, "points.captured")
+    assert (captured["points"], captured["shortfall"]) == (99, 51)
+    assert the_effect(effects, "points.pending")["points"] == 100
+    assert one(svc, tables.orders, order_id="o2")["amount"] == 10000
+    assert figures(svc) == (0, 100, 0, 0)
+    assert one(svc, tables.point_reservations, reservation_id="res-1")["status"] == "captured"
+    # and operators hear of it through the outbox
+    (short,) = rows(svc, tables.outbox, topic="points.capture_short")
+    assert short["payload"]["shortfall"] == 51 and short["payload"]["order_id"] == "o2"
+    # and a refund of the order gives back only what was taken
+    restored = refund(svc, clock, "o2", "r1", 10000)
+    assert the_effect(restored, "points.restored")["points"] == 99
+    assert figures(svc)[0] == 99
+    assert_reconciled(svc)
+
+
 # ---------------------------------------------------------------- expiry
 
 

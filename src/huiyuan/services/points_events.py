@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from huiyuan.db import orders_repo, points_repo, subscriptions_repo, tiers_repo
+from huiyuan.db.audit_repo import enqueue
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import PointsError, conflict
 from huiyuan.services import budgets
@@ -220,33 +221,54 @@ def _capture_for_order(
             f"points may pay at most {redemption.max_order_share:%} of an order",
             field="data.points_reservation_id",
         )
+    amount = int(row.amount)
     if row.status == "held":
         # Lift the hold first: the balance row requires reserved <= available at every
         # statement, and the spend below lowers available by what the hold covered.
-        book.unhold(int(row.amount))
+        book.unhold(amount)
+        covered = amount
+    else:
+        # The hold lapsed or was released before the payment came, and the member spent the
+        # points meanwhile. The checkout gave the deduction and the order is paid: record the
+        # order, take what the member still has, and report the rest instead of refusing it.
+        covered = min(amount, max(book.spendable, 0))
     reason = Reason(f"订单 {order_id} 积分抵扣", f"order {order_id}: points deduction")
-    txn_id = book.draw(
-        "capture",
-        int(row.amount),
-        f"capture:{row.reservation_id}",
-        reason,
-        counter_account=REDEEMED,
-        order_id=order_id,
-    )
+    txn_id = None
+    if covered:
+        txn_id = book.draw(
+            "capture",
+            covered,
+            f"capture:{row.reservation_id}",
+            reason,
+            counter_account=REDEEMED,
+            order_id=order_id,
+        )
     points_repo.set_reservation(
         conn,
         book.program_id,
         row.reservation_id,
         {"status": "captured", "order_id": order_id, "txn_id": txn_id},
     )
-    return [
-        {
-            "kind": "points.captured",
-            "program_id": book.program_id,
-            "reservation_id": row.reservation_id,
-            "points": int(row.amount),
-        }
-    ]
+    effect: Effect = {
+        "kind": "points.captured",
+        "program_id": book.program_id,
+        "reservation_id": row.reservation_id,
+        "points": covered,
+    }
+    if covered < amount:
+        effect["shortfall"] = amount - covered
+        enqueue(
+            conn,
+            [
+                {
+                    "topic": "points.capture_short",
+                    "key": book.member_id,
+                    "payload": {**effect, "member_id": book.member_id, "order_id": order_id},
+                    "created_at": book.svc.now(),
+                }
+            ],
+        )
+    return [effect]
 
 
 def on_order_completed(
