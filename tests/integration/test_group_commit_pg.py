@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from huiyuan.db import queue_repo, tables
 from huiyuan.schemas.validation import parse_event
@@ -234,3 +235,31 @@ def test_group_commit_can_be_turned_off(make_pg):
     apply(svc, {"points": {"earning": [BASE_RULE]}})
     assert event_service.ingest_event(svc, SYSTEM, paid("pay-1", "o1")).status == 200
     assert queue_is_empty(svc)
+
+
+def test_a_request_failing_while_it_leads_does_not_keep_its_partition_locked(pg, monkeypatch):
+    # given stepping down fails once (the connection broke just then, say)
+    apply(pg, document())
+    original = queue_repo.step_down
+    failures = []
+
+    def broken(conn: Any, part: int) -> None:
+        if not failures:
+            failures.append(part)
+            raise RuntimeError("connection lost")
+        original(conn, part)
+
+    monkeypatch.setattr(queue_repo, "step_down", broken)
+    # when a request leads and then fails to step down
+    with pytest.raises(RuntimeError):
+        event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000))
+    # then its event was applied, and no connection is left holding a partition's lock
+    assert inbox(pg, "pay-1").status == "applied"
+    with pg.engine.connect() as conn:
+        held = conn.execute(
+            sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :c"),
+            {"c": queue_repo.LOCK_CLASS},
+        ).scalar_one()
+    assert held == 0
+    # and the next event of that member is applied as usual
+    assert event_service.ingest_event(pg, SYSTEM, order(2, "u1", 1000)).status == 200

@@ -71,8 +71,7 @@ def partition(member_id: str, parts: int) -> int:
 def ingest(svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
     """Apply one validated event through its partition's leader; see the module docstring."""
     part = partition(event.member_id, svc.settings.group_commit_partitions)
-    with svc.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+    with _queue_connection(svc) as conn:
         row_id = queue_repo.enqueue(conn, _queue_row(svc, sender, event, part))
         state, outcome = queue_repo.collect(conn, part, row_id)
         while True:
@@ -94,13 +93,26 @@ def ingest(svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
             state, outcome = queue_repo.lead_or_collect(conn, part, row_id)
 
 
+@contextmanager
+def _queue_connection(svc: Services) -> Iterator[Connection]:
+    """A connection in autocommit mode for the queue's statements. If anything fails while it
+    is in use, it is closed rather than returned to the pool: it may hold a partition's session
+    lock (a rollback does not let one go), and closing it is the only sure way to free it."""
+    with svc.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield conn
+        except BaseException:
+            conn.invalidate()
+            raise
+
+
 def drain(svc: Services) -> int:
     """Apply what requesters left behind; returns how many events were applied."""
     if not enabled(svc):
         return 0
     count = 0
-    with svc.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+    with _queue_connection(svc) as conn:
         for part in queue_repo.parts_with_work(conn):
             if not queue_repo.try_lead(conn, part):
                 continue  # a leader is at work on it right now
