@@ -115,10 +115,16 @@ def make_pg(pg_url: str, clock: Clock) -> Iterator[Callable[..., Services]]:
     """Services on this worker's PostgreSQL database, emptied first: for tests that race real
     threads (SQLite takes one writer at a time, so it cannot race)."""
     _empty_postgres(pg_url)
+    yield from _services_on(pg_url, clock)
+
+
+def _services_on(url: str, clock: Clock) -> Iterator[Callable[..., Services]]:
+    """A factory of services on ``url`` (settings as keywords), on the test clock and with the
+    platform in place; their engines are disposed of at the end."""
     made: list[Services] = []
 
     def make(**settings: object) -> Services:
-        svc = Services.from_settings(Settings(database_url=pg_url, **settings))  # type: ignore[arg-type]
+        svc = Services.from_settings(Settings(database_url=url, **settings))  # type: ignore[arg-type]
         svc.clock = clock
         owner_service.ensure_platform(svc)
         made.append(svc)
@@ -153,19 +159,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def make_services(db_url: str, clock: Clock) -> Iterator[Callable[..., Services]]:
-    made: list[Services] = []
-
-    def make(**settings: object) -> Services:
-        config = Settings(database_url=db_url, **settings)  # type: ignore[arg-type]
-        svc = Services.from_settings(config)
-        svc.clock = clock
-        owner_service.ensure_platform(svc)
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        svc.engine.dispose()
+    yield from _services_on(db_url, clock)
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ import sqlalchemy as sa
 
 from huiyuan.db import queue_repo, tables
 from huiyuan.schemas.validation import parse_event
+from huiyuan.services import event_apply, group_commit
 from huiyuan.services import events as event_service
-from huiyuan.services import group_commit
 from huiyuan.services import owners as owner_service
+from huiyuan.services.event_handlers import inbox_row
 from huiyuan.services.principals import SYSTEM, Principal, Scope
 
 from .bodies import item, paid
@@ -148,7 +149,7 @@ def test_a_batch_that_fails_lets_each_of_its_events_apply_alone(pg, monkeypatch,
 def test_an_event_that_fails_alone_fails_only_its_own_request(pg, monkeypatch):
     # given an event whose handling fails (a bug): in a batch, and alone
     apply(pg, document())
-    batch, alone = group_commit._apply_rows, group_commit.apply_event
+    batch, alone = group_commit._apply_rows, event_apply.apply_event
 
     def broken_batch(tx: Any, svc: Any, rows: Any) -> Any:
         if any(row.event_id == "pay-3" for row in rows):
@@ -161,7 +162,7 @@ def test_an_event_that_fails_alone_fails_only_its_own_request(pg, monkeypatch):
         return alone(tx, svc, sender, event)
 
     monkeypatch.setattr(group_commit, "_apply_rows", broken_batch)
-    monkeypatch.setattr(group_commit, "apply_event", broken_alone)
+    monkeypatch.setattr(event_apply, "apply_event", broken_alone)
 
     def send(i: int) -> Any:
         try:
@@ -186,7 +187,7 @@ def test_an_event_left_queued_by_a_request_that_went_away_is_applied(pg, clock):
     part = group_commit.partition("u9", pg.settings.group_commit_partitions)
     with pg.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        queue_repo.enqueue(conn, group_commit._queue_row(pg, "platform", orphan, part))
+        queue_repo.enqueue(conn, inbox_row("platform", orphan, pg.now()), part)
     # when the next single event of the same partition arrives
     neighbour = next(
         f"n{i}"
@@ -214,9 +215,7 @@ def test_drain_applies_queued_and_solo_events_nobody_waits_for(pg, clock):
         for n, member in ((1, "u1"), (2, "u2")):
             event = parse_event(paid(f"pay-{n}", f"o{n}", member), pg.now())
             part = group_commit.partition(member, pg.settings.group_commit_partitions)
-            ids.append(
-                queue_repo.enqueue(conn, group_commit._queue_row(pg, "platform", event, part))
-            )
+            ids.append(queue_repo.enqueue(conn, inbox_row("platform", event, pg.now()), part))
         queue_repo.set_solo(conn, [ids[1]])
     # when the drain job runs (a minute later: a solo event's requester may still be at it)
     clock.advance(minutes=2)

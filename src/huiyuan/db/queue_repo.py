@@ -20,7 +20,7 @@ from huiyuan.db.tables import event_queue as q
 
 LOCK_CLASS = 0x4859_4743  # "HYGC"
 
-_ENQUEUE = insert(q).values(status="queued").returning(q.c.id)
+_ENQUEUE = insert(q).returning(q.c.id)
 _COLLECT = text(
     "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_collect(:cls, :part, :id)"
 )
@@ -52,8 +52,10 @@ _SOLO = (
 )
 
 
-def enqueue(conn: Connection, row: dict[str, Any]) -> int:
-    """Queue an event (``row`` holds every column but id, status and the outcome)."""
+def enqueue(conn: Connection, inbox: dict[str, Any], part: int) -> int:
+    """Queue an event: the columns its inbox row (``inbox``) will have, received now."""
+    row = {name: value for name, value in inbox.items() if name in q.c}
+    row.update(part=part, queued_at=inbox["received_at"], status="queued")
     return int(conn.execute(_ENQUEUE, row).scalar_one())
 
 

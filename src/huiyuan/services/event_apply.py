@@ -19,6 +19,7 @@ first, ``order_batch``); the caller owns the transaction and commits it.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -90,16 +91,21 @@ def apply_events(
     applied = order_batch.apply(tx, svc, sender, events)
     for index, body in applied.bodies.items():
         outcomes[index] = EventOutcome(APPLIED, body)
-    with budgets.many_grants():
-        for index, event in events:
-            if index in applied.bodies:
-                continue
-            try:
-                with tx.savepoint():
-                    outcomes[index] = apply_event(tx, svc, sender, event)
-            except DomainError as error:
-                outcomes[index] = EventOutcome(error_status(error), problem_from_error(error))
+    rest = [(index, event) for index, event in events if index not in applied.bodies]
+    with budgets.many_grants() if len(rest) > 1 else nullcontext():
+        for index, event in rest:
+            outcomes[index] = apply_or_refuse(tx, svc, sender, event)
     return [o for o in outcomes if o is not None]
+
+
+def apply_or_refuse(tx: UnitOfWork, svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
+    """Apply one event in a savepoint of ``tx``: a refusal undoes only what the event wrote,
+    and becomes its outcome."""
+    try:
+        with tx.savepoint():
+            return apply_event(tx, svc, sender, event)
+    except DomainError as error:
+        return EventOutcome(error_status(error), problem_from_error(error))
 
 
 def apply_event(tx: UnitOfWork, svc: Services, sender: str, event: ValidEvent) -> EventOutcome:

@@ -41,15 +41,12 @@ from sqlalchemy import Connection, Row
 
 from huiyuan.db import queue_repo
 from huiyuan.db.uow import UnitOfWork, run_with_retry
-from huiyuan.domain.errors import DomainError
-from huiyuan.schemas.problems import problem_from_error
 from huiyuan.schemas.validation import ValidEvent
 from huiyuan.services.context import Services
 from huiyuan.services.event_apply import (
     EventOutcome,
-    apply_event,
     apply_events,
-    error_status,
+    apply_or_refuse,
     stored_event,
 )
 from huiyuan.services.event_handlers import inbox_row
@@ -72,7 +69,7 @@ def ingest(svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
     """Apply one validated event through its partition's leader; see the module docstring."""
     part = partition(event.member_id, svc.settings.group_commit_partitions)
     with _queue_connection(svc) as conn:
-        row_id = queue_repo.enqueue(conn, _queue_row(svc, sender, event, part))
+        row_id = queue_repo.enqueue(conn, inbox_row(sender, event, svc.now()), part)
         state, outcome = queue_repo.collect(conn, part, row_id)
         while True:
             if outcome is not None:
@@ -209,11 +206,7 @@ def _alone(
 
     def attempt() -> EventOutcome:
         with _transaction(svc, conn) as tx:
-            try:
-                with tx.savepoint():
-                    outcome = apply_event(tx, svc, sender, event)
-            except DomainError as error:
-                outcome = EventOutcome(error_status(error), problem_from_error(error))
+            outcome = apply_or_refuse(tx, svc, sender, event)
             queue_repo.remove(tx.conn, row_id)
             tx.commit()
             return outcome
@@ -233,25 +226,3 @@ def _transaction(svc: Services, conn: Connection) -> Iterator[UnitOfWork]:
             yield tx
     finally:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-
-
-def _queue_row(svc: Services, sender: str, event: ValidEvent, part: int) -> dict[str, Any]:
-    """The event's queue row: what its inbox row will hold, and its partition."""
-    row = inbox_row(sender, event, svc.now())
-    return {
-        "part": part,
-        "queued_at": row["received_at"],
-        **{column: row[column] for column in _EVENT_COLUMNS},
-    }
-
-
-_EVENT_COLUMNS = (
-    "sender",
-    "event_id",
-    "type",
-    "member_id",
-    "store_id",
-    "occurred_at",
-    "body_hash",
-    "data",
-)

@@ -1,12 +1,12 @@
-"""Set-based ``order.paid``: the common case of a batch, applied with a few statements per
-table instead of a dozen statements per event.
+"""Set-based ``order.paid``: the common case of a batch, applied with about a dozen statements
+for the whole batch instead of a dozen per event.
 
 A batch is mostly payments of known members. For those, everything the general path
-(``services.events``) would do one event at a time is done here for all of them at once: the
+(``services.event_apply``) would do one event at a time is done here for all of them at once: the
 members' rows are locked in id order, the facts each payment needs are read with one query
 each (inbox, enrollments, existing orders, deferred events waiting, balance rows, tiers, order
 counts, running paid-membership terms), the points are computed by the same domain rules, and
-the rows are written with one multi-row statement per table. The result is row for row what
+every row is written by one statement (``bulk_repo.write``). The result is row for row what
 the general path writes — ``tests/integration/test_order_batch.py`` applies the same events
 both ways and compares every table.
 
