@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from bench import expiry, ingest, machine, pgbench, scratch
 from bench.report import Result, print_table, say
 
-ALL = ("pgbench", "single", "batch", "skew", "expiry")
+ALL = ("pgbench", "single", "async", "batch", "skew", "expiry")
 COMMANDS = ("all", *ALL, "profile")
 
 
@@ -205,6 +205,25 @@ class Run:
         )
         self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
 
+    def async_(self) -> None:
+        tps = self.tps()
+        load = self.load("async", "async", workers=self.cfg.workers, wait=False)
+        notes = _load_notes(load, "answer")
+        notes.append(
+            f"{load.accepted or 0:,} answered 'queued' or applied in the window; "
+            f"{load.left_queued} left queued after the senders stopped"
+        )
+        result = Result(
+            f"single order.paid, respond-async, {self.cfg.workers} procs (applied)",
+            load.rate,
+            "ev/s",
+            tps,
+            self._baseline_label(),
+            0.5,
+            notes=notes,
+        )
+        self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
+
     def batch(self) -> None:
         tps = self.tps()
         load = self.load(
@@ -338,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
                 if step not in steps:
                     steps.append(step)
         for step in steps:
-            getattr(run, step)()
+            getattr(run, "async_" if step == "async" else step)()
     finally:
         run.close()
     if run.results:

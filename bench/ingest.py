@@ -124,6 +124,7 @@ class LoadSpec:
     warmup: float = 3.0
     seconds: float = 15.0
     seed: int = 1
+    wait: bool = True  # single: False sends ``Prefer: respond-async`` (answered when queued)
 
 
 def cpu_times() -> tuple[float, float] | None:
@@ -148,6 +149,8 @@ class LoadResult:
     first_error: str | None = None
     cpu_busy: float | None = None  # share of all cores busy during the window
     foreign: machine.Watch | None = None  # other processes' CPU during the window
+    accepted: int | None = None  # not waiting: answers in the window (events counts applied)
+    left_queued: int | None = None  # not waiting: still queued once every sender stopped
 
     @property
     def cpu_ms_per_event(self) -> float | None:
@@ -206,7 +209,7 @@ def _load_worker(
             if spec.mode == SINGLE:
                 raws = [next_event()]
                 started = time.monotonic()
-                outcomes = [events.ingest_event(svc, SYSTEM, raws[0])]
+                outcomes = [events.ingest_event(svc, SYSTEM, raws[0], wait=spec.wait)]
             else:
                 raws = [next_event() for _ in range(spec.batch_size)]
                 started = time.monotonic()
@@ -259,9 +262,11 @@ def run_load(spec: LoadSpec, label: str) -> LoadResult:
         _watch(label + " (warm-up)", counters, 1.0, procs)
         phase.value = MEASURE
         stopwatch = machine.Stopwatch()
+        inbox_start = None if spec.wait else _count(spec.url, "events")
         start, cpu_start = time.monotonic(), cpu_times()
         _watch(label, counters, spec.seconds, procs)
         end, cpu_end = time.monotonic(), cpu_times()
+        inbox_end = None if spec.wait else _count(spec.url, "events")
         foreign = stopwatch.stop()
         phase.value = STOP
         finished = _await(results, spec.workers, "done", timeout=120)
@@ -283,6 +288,15 @@ def run_load(spec: LoadSpec, label: str) -> LoadResult:
             if start <= call_end <= end:
                 result.latencies_ms.append((call_end - call_start) * 1000)
     result.events = round(applied)
+    if inbox_start is not None and inbox_end is not None:
+        # Answers only say "queued": count what was applied (the inbox) instead. The window's
+        # ends are read a moment after the clock's, which moves both ends alike.
+        result.accepted, result.events = result.events, inbox_end - inbox_start
+        result.left_queued = _count(spec.url, "event_queue", "status = 'queued'")
+        say(
+            f"{label}: {result.accepted / result.seconds:,.0f} events/s accepted; "
+            f"{result.left_queued} left queued once the senders stopped"
+        )
     say(
         f"{label}: {result.rate:,.0f} events/s "
         f"({result.events:,} in {result.seconds:.1f} s, {result.errors} refused; "
@@ -299,6 +313,19 @@ def run_load(spec: LoadSpec, label: str) -> LoadResult:
     if result.first_error:
         say(f"{label}: first refusal: {result.first_error[:300]}")
     return result
+
+
+def _count(url: str, table: str, where: str = "true") -> int:
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            query = f"SELECT count(*) FROM {table} WHERE {where}"  # constants only
+            return int(conn.execute(sa.text(query)).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def _overlap(call_start: float, call_end: float, start: float, end: float) -> float:

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     group_commit_batch: int = Field(
         default=500, ge=1, le=10_000, description="most events a leader applies at once"
     )
+    group_commit_backlog: int = Field(
+        default=5000,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "an event sent with Prefer: respond-async further behind than this (in queue ids) "
+            "is answered only once applied: back-pressure"
+        ),
+    )
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
     log_level: str = "INFO"
 

@@ -9,6 +9,10 @@ tests check what is particular to it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -187,7 +191,7 @@ def test_an_event_left_queued_by_a_request_that_went_away_is_applied(pg, clock):
     part = group_commit.partition("u9", pg.settings.group_commit_partitions)
     with pg.engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
-        queue_repo.enqueue(conn, inbox_row("platform", orphan, pg.now()), part)
+        queue_repo.enqueue(conn, inbox_row("platform", orphan, pg.now()), part)[0]
     # when the next single event of the same partition arrives
     neighbour = next(
         f"n{i}"
@@ -215,7 +219,7 @@ def test_drain_applies_queued_and_solo_events_nobody_waits_for(pg, clock):
         for n, member in ((1, "u1"), (2, "u2")):
             event = parse_event(paid(f"pay-{n}", f"o{n}", member), pg.now())
             part = group_commit.partition(member, pg.settings.group_commit_partitions)
-            ids.append(queue_repo.enqueue(conn, inbox_row("platform", event, pg.now()), part))
+            ids.append(queue_repo.enqueue(conn, inbox_row("platform", event, pg.now()), part)[0])
         queue_repo.set_solo(conn, [ids[1]])
     # when the drain job runs (a minute later: a solo event's requester may still be at it)
     clock.advance(minutes=2)
@@ -242,11 +246,11 @@ def test_a_request_failing_while_it_leads_does_not_keep_its_partition_locked(pg,
     original = queue_repo.step_down
     failures = []
 
-    def broken(conn: Any, part: int) -> None:
+    def broken(conn: Any, part: int) -> bool:
         if not failures:
             failures.append(part)
             raise RuntimeError("connection lost")
-        original(conn, part)
+        return original(conn, part)
 
     monkeypatch.setattr(queue_repo, "step_down", broken)
     # when a request leads and then fails to step down
@@ -256,9 +260,123 @@ def test_a_request_failing_while_it_leads_does_not_keep_its_partition_locked(pg,
     assert inbox(pg, "pay-1").status == "applied"
     with pg.engine.connect() as conn:
         held = conn.execute(
-            sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :c"),
+            sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :c "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
             {"c": queue_repo.LOCK_CLASS},
         ).scalar_one()
     assert held == 0
     # and the next event of that member is applied as usual
     assert event_service.ingest_event(pg, SYSTEM, order(2, "u1", 1000)).status == 200
+
+
+# ---------------------------------------------------------------- not waiting (respond-async)
+
+
+@contextmanager
+def leader_at_work(svc: Any) -> Iterator[None]:
+    """Hold every partition's lock from another connection, as a leader at work would."""
+    with svc.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        for part in range(svc.settings.group_commit_partitions):
+            queue_repo.try_lead(conn, part)
+        try:
+            yield
+        finally:
+            for part in range(svc.settings.group_commit_partitions):
+                queue_repo.release(conn, part)
+
+
+def send_async(svc: Any, body: dict[str, Any]) -> Any:
+    return event_service.ingest_event(svc, SYSTEM, body, wait=False)
+
+
+def test_an_event_that_does_not_wait_is_answered_queued_and_applied_by_the_next_leader(pg):
+    # given a leader at work on every partition
+    apply(pg, document())
+    with leader_at_work(pg):
+        # when a payment is sent without waiting
+        outcome = send_async(pg, order(1, "u1", 1000))
+        # then it is answered at once: queued, durable, and not applied yet
+        assert outcome.status == 202
+        assert outcome.body["status"] == "queued"
+        assert event_service.event_status(pg, SYSTEM, "pay-1")["status"] == "queued"
+        assert not rows(pg, tables.orders, order_id="o1")
+    # when the next event of any member arrives and finds no leader
+    assert send_async(pg, order(2, "u2", 1000)).status == 200  # it led, so it knows
+    # then both are applied and the queue holds no row for anyone to collect
+    status = event_service.event_status(pg, SYSTEM, "pay-1")
+    assert status["status"] == "applied"
+    assert status["result"]["effects"]
+    assert queue_is_empty(pg)
+    assert_reconciled(pg)
+
+
+def test_events_that_do_not_wait_are_never_left_behind_by_a_leader_stepping_down(pg):
+    # given the platform's 1 point per ¥1
+    apply(pg, document())
+    # when, three times over, 24 requests send at once (two in three without waiting), so
+    # that requests find a leader at work, and leaders step down, all the time
+    for round_ in range(3):
+        bodies = [order(100 * round_ + i, f"u{i}", 1000) for i in range(24)]
+
+        def send(i: int, bodies: list[dict[str, Any]] = bodies) -> Any:
+            wait = i % 3 == 0
+            return event_service.ingest_event(pg, SYSTEM, bodies[i], wait=wait)
+
+        outcomes = all_at_once(send, 24)
+        assert {o.status for o in outcomes} <= {200, 202}
+        # then, with no drain job, every event of the round is applied once the requests end
+        left = [(r.event_id, r.status, r.waits) for r in rows(pg, tables.event_queue)]
+        assert not left
+        for body in bodies:
+            assert inbox(pg, body["id"]).status == "applied"
+    assert row_counts(pg)["orders"] == 72
+    assert_reconciled(pg)
+
+
+def test_a_request_far_behind_waits_for_its_event_to_apply(make_pg):
+    # given a partition behind by more than the backlog allowed (none)
+    svc = make_pg(group_commit_backlog=0)
+    apply(svc, document())
+    with leader_at_work(svc):
+        # when an event is sent without waiting
+        sent = ThreadPoolExecutor(max_workers=1).submit(send_async, svc, order(1, "u1", 1000))
+        # then it is not answered while the leader works …
+        with pytest.raises(FuturesTimeout):
+            sent.result(timeout=0.5)
+    # … but once the leader is done, with its event applied
+    outcome = sent.result(timeout=10)
+    assert outcome.status == 200
+    assert outcome.body["status"] == "applied"
+    assert queue_is_empty(svc)
+
+
+def test_events_nobody_waits_for_in_a_failed_batch_are_applied_alone_by_the_leader(
+    pg, monkeypatch, caplog
+):
+    # given a fault that fails any batch holding more than one event
+    apply(pg, document())
+    original = group_commit._apply_rows
+
+    def fragile(tx: Any, svc: Any, rows: Any) -> Any:
+        if len(rows) > 1:
+            raise RuntimeError("a fault of the batch, not of any one event")
+        return original(tx, svc, rows)
+
+    monkeypatch.setattr(group_commit, "_apply_rows", fragile)
+    member = "u1"
+    # and six payments of one partition queued without waiting while a leader was at work
+    with leader_at_work(pg):
+        for i in range(6):
+            assert send_async(pg, order(i, member, 1000)).status == 202
+    # when a request that waits arrives and leads their batch
+    with caplog.at_level(logging.ERROR, logger="huiyuan.services.group_commit"):
+        outcome = event_service.ingest_event(pg, SYSTEM, order(9, member, 1000))
+    # then its batch failed, it applied the six alone, and its own event too
+    assert outcome.status == 200
+    assert any("applying each alone" in r.getMessage() for r in caplog.records)
+    assert row_counts(pg)["orders"] == 7
+    assert queue_is_empty(pg)
+    assert_reconciled(pg)

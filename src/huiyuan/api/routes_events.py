@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -44,14 +45,40 @@ def _outcome_response(outcome: event_service.EventOutcome) -> JSONResponse:
 @router.post(
     "/events",
     summary="Send one event",
-    responses={200: {"description": "applied"}, 202: {"description": "deferred"}},
+    responses={
+        200: {"description": "applied"},
+        202: {"description": "deferred, or (with Prefer: respond-async) queued"},
+    },
 )
-async def post_event(request: Request, svc: ServicesDep, who: PrincipalDep) -> JSONResponse:
+async def post_event(
+    request: Request,
+    svc: ServicesDep,
+    who: PrincipalDep,
+    prefer: Annotated[
+        str | None,
+        Header(description="`respond-async`: answer once the event is durable (202 queued)"),
+    ] = None,
+) -> JSONResponse:
     body = await _json_body(request)
     if isinstance(body, _BadJson):
         return body.response()
-    outcome = await run_in_threadpool(event_service.ingest_event, svc, who, body)
-    return _outcome_response(outcome)
+    wait = not _prefers_async(prefer)
+    outcome = await run_in_threadpool(
+        functools.partial(event_service.ingest_event, svc, who, body, wait=wait)
+    )
+    response = _outcome_response(outcome)
+    if outcome.ok and outcome.body.get("status") == "queued":
+        response.headers["Preference-Applied"] = "respond-async"
+    return response
+
+
+def _prefers_async(prefer: str | None) -> bool:
+    """RFC 7240: ``Prefer`` holds comma-separated preferences, each possibly with ``=value``
+    and ``;parameters``."""
+    if not prefer:
+        return False
+    names = (part.split(";")[0].split("=")[0].strip().lower() for part in prefer.split(","))
+    return "respond-async" in names
 
 
 @router.post("/events:batch", summary="Send up to 1,000 events; each gets its own result")

@@ -302,7 +302,7 @@ def write(
             f"i{n} AS (INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608
             f"FROM jsonb_populate_recordset(CAST(NULL AS {table.name}), CAST(:r{n} AS jsonb)))"
         )
-        params[f"r{n}"] = _json(rows)
+        params[f"r{n}"] = as_json(rows)
     if moves:
         parts.append(
             "moved AS (UPDATE point_accounts AS a SET pending = a.pending + m.d, "
@@ -311,7 +311,7 @@ def write(
             "WHERE a.program_id = m.p AND a.member_id = m.member)"
         )
         params["at"] = at
-        params["moves"] = _json([{"p": p, "member": m, "d": d} for (p, m), d in moves])
+        params["moves"] = as_json([{"p": p, "member": m, "d": d} for (p, m), d in moves])
     if terms_used:
         parts.append(
             "used AS (UPDATE subscriptions SET benefit_used = true "
@@ -329,7 +329,8 @@ def _is_pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _json(rows: Any) -> str:
+def as_json(rows: Any) -> str:
+    """Rows as one JSON document for ``jsonb_populate_recordset`` and the like."""
     return json.dumps(rows, default=_json_value, separators=(",", ":"), ensure_ascii=False)
 
 

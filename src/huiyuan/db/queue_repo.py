@@ -2,9 +2,14 @@
 
 Every statement here but ``take`` and ``record`` runs on a connection in autocommit mode, so
 each is its own transaction: the enqueued row is durable when ``enqueue`` returns. The
-partition's lock is a session lock on (``LOCK_CLASS``, partition); requesters queue for it
+partition's lock is a session lock on (``LOCK_CLASS``, partition), its enqueue lock a
+transaction lock on (``LOCK_CLASS`` + 1, partition) (see migration 0007); requesters queue for it
 (``lead_or_collect``, first come first served), and the one holding it leads until
 ``step_down``. The two-key form keeps these locks apart from the one-key waiting-key locks.
+
+A row whose requester does not wait (``waits`` false) is deleted by the batch that applies it.
+``event_queue_parts`` keeps, per partition, the newest id a leader took, so that ``enqueue``
+can tell a requester how far behind its event is.
 """
 
 from __future__ import annotations
@@ -14,13 +19,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, Row, bindparam, delete, select, text, update
 
+from huiyuan.db.bulk_repo import as_json
 from huiyuan.db.tables import event_queue as q
 
 LOCK_CLASS = 0x4859_4743  # "HYGC"
 
-_ENQUEUE = insert(q).returning(q.c.id)
+_QUEUED_COLUMNS = ("sender", "event_id", "type", "member_id", "store_id", "occurred_at")
+_ENQUEUE = text(
+    "SELECT o_id, o_behind, o_lead FROM huiyuan_enqueue(:cls, :part, CAST(:row AS jsonb), "
+    ":waits, :backlog)"
+)
 _COLLECT = text(
     "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_collect(:cls, :part, :id)"
 )
@@ -28,7 +38,8 @@ _LEAD_OR_COLLECT = text(
     "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_lead_or_collect(:cls, :part, :id)"
 )
 _TRY_LEAD = text("SELECT pg_try_advisory_lock(:cls, :part)")
-_STEP_DOWN = text("SELECT pg_advisory_unlock(:cls, :part)")
+_STEP_DOWN = text("SELECT huiyuan_step_down(:cls, :part)")
+_RELEASE = text("SELECT pg_advisory_unlock(:cls, :part)")
 _TAKE = (
     select(q)
     .where(q.c.part == bindparam("p_part"), q.c.status == "queued")
@@ -37,7 +48,9 @@ _TAKE = (
     .with_for_update()  # requesters whose rows these are wait on them (``collect``)
 )
 _RECORD = text(
-    "WITH gone AS (DELETE FROM event_queue WHERE id = :remove) "
+    "WITH gone AS (DELETE FROM event_queue WHERE id = ANY(CAST(:remove AS bigint[]))), "
+    "upto AS (INSERT INTO event_queue_parts AS p (part, taken_upto) VALUES (:part, :upto) "
+    "ON CONFLICT (part) DO UPDATE SET taken_upto = GREATEST(p.taken_upto, EXCLUDED.taken_upto)) "
     "UPDATE event_queue AS q SET status = 'done', outcome_status = o.status, "
     "outcome_body = o.body, replayed = o.replayed "
     "FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) "
@@ -52,11 +65,26 @@ _SOLO = (
 )
 
 
-def enqueue(conn: Connection, inbox: dict[str, Any], part: int) -> int:
-    """Queue an event: the columns its inbox row (``inbox``) will have, received now."""
-    row = {name: value for name, value in inbox.items() if name in q.c}
-    row.update(part=part, queued_at=inbox["received_at"], status="queued")
-    return int(conn.execute(_ENQUEUE, row).scalar_one())
+def enqueue(
+    conn: Connection, inbox: dict[str, Any], part: int, *, waits: bool = True, backlog: int = 0
+) -> tuple[int, int, bool]:
+    """Queue an event (``inbox``: the columns its inbox row will have, received now), one
+    round trip. Returns its queue id; how far behind it is: how many ids were drawn since the
+    newest one a leader of the partition took (every partition draws from one sequence, so
+    this counts the other partitions' events too: an upper bound); and, for a requester that
+    does not wait and is at most ``backlog`` behind, whether it took the partition's lock (it
+    leads)."""
+    row = {name: inbox[name] for name in _QUEUED_COLUMNS}
+    row.update(body_hash=inbox["body_hash"], data=inbox["data"], queued_at=inbox["received_at"])
+    params = {
+        "cls": LOCK_CLASS,
+        "part": part,
+        "row": as_json(row),
+        "waits": waits,
+        "backlog": backlog,
+    }
+    found = conn.execute(_ENQUEUE, params).one()
+    return int(found.o_id), int(found.o_behind), bool(found.o_lead)
 
 
 Outcome = tuple[int, dict[str, Any], bool]
@@ -76,20 +104,31 @@ def lead_or_collect(conn: Connection, part: int, row_id: int) -> tuple[str, Outc
 
 def _answer(result: Any) -> tuple[str, Outcome | None]:
     """``("done", outcome)``: a leader applied the event (the row is deleted);
-    ``("lead", None)``: the caller holds the partition's lock and leads; ``("solo" | "gone",
-    None)``: the caller applies the event alone; ``("wait", None)``: see ``collect``."""
+    ``("lead", outcome or None)``: the caller holds the partition's lock and must lead — its
+    own event is still queued, or (with its outcome) events were queued by requests that did
+    not wait while it held the lock to collect; ``("solo" | "gone", None)``: the caller
+    applies the event alone; ``("wait", None)``: see ``collect``."""
     found = result.one()
-    if found.o_state == "done":
-        return "done", (int(found.o_status), dict(found.o_body), bool(found.o_replayed))
-    return str(found.o_state), None
+    if found.o_status is None:
+        return str(found.o_state), None
+    outcome = (int(found.o_status), dict(found.o_body), bool(found.o_replayed))
+    return str(found.o_state), outcome
 
 
 def try_lead(conn: Connection, part: int) -> bool:
     return bool(conn.execute(_TRY_LEAD, {"cls": LOCK_CLASS, "part": part}).scalar_one())
 
 
-def step_down(conn: Connection, part: int) -> None:
-    conn.execute(_STEP_DOWN, {"cls": LOCK_CLASS, "part": part})
+def step_down(conn: Connection, part: int) -> bool:
+    """Let the partition's lock go, then look once more: if events are queued (by requests
+    that did not wait, having found a leader at work) and nobody took the lock meanwhile, the
+    caller holds it again and must lead on (``True``)."""
+    return bool(conn.execute(_STEP_DOWN, {"cls": LOCK_CLASS, "part": part}).scalar_one())
+
+
+def release(conn: Connection, part: int) -> None:
+    """Let the partition's lock go without looking (the caller is failing)."""
+    conn.execute(_RELEASE, {"cls": LOCK_CLASS, "part": part})
 
 
 def take(conn: Connection, part: int, limit: int) -> Sequence[Row[Any]]:
@@ -97,13 +136,19 @@ def take(conn: Connection, part: int, limit: int) -> Sequence[Row[Any]]:
     return conn.execute(_TAKE, {"p_part": part, "p_limit": limit}).all()
 
 
-def record(conn: Connection, outcomes: list[dict[str, Any]], remove: int | None = None) -> None:
-    """Store each event's outcome (``id``, ``status``, ``body``, ``replayed``) on its row; the
-    leader's own row, ``remove``, is deleted instead: the leader already has its outcome. One
-    statement."""
-    if outcomes or remove is not None:
-        params = {"remove": remove, "outcomes": json.dumps(outcomes, separators=(",", ":"))}
-        conn.execute(_RECORD, params)
+def record(
+    conn: Connection, part: int, upto: int, outcomes: list[dict[str, Any]], remove: list[int]
+) -> None:
+    """After a batch: store each waiting requester's outcome (``id``, ``status``, ``body``,
+    ``replayed``) on its row; delete the rows in ``remove`` (the leader's own, and those of
+    requesters that do not wait); note ``upto``, the newest id taken. One statement."""
+    params = {
+        "part": part,
+        "upto": upto,
+        "remove": remove,
+        "outcomes": json.dumps(outcomes, separators=(",", ":")),
+    }
+    conn.execute(_RECORD, params)
 
 
 def remove(conn: Connection, row_id: int) -> None:
@@ -114,6 +159,12 @@ def set_solo(conn: Connection, row_ids: list[int]) -> None:
     """A batch failed: each of these events is applied alone, by its requester."""
     if row_ids:
         conn.execute(_SOLO, {"p_ids": row_ids})
+
+
+def find(conn: Connection, sender: str, event_id: str) -> Row[Any] | None:
+    """A queued event not applied yet, if there is one (no index: the queue is short)."""
+    query = select(q).where(q.c.sender == sender, q.c.event_id == event_id, q.c.status != "done")
+    return conn.execute(query.limit(1)).first()
 
 
 def parts_with_work(conn: Connection) -> list[int]:

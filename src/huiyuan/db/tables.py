@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 
 from huiyuan.db.types import UTCDateTime, json_type
@@ -162,11 +163,22 @@ event_queue = Table(
     Column("outcome_status", Integer),
     Column("outcome_body", json_type()),
     Column("replayed", Boolean),
+    # False: the requester was answered when the event was queued (``Prefer: respond-async``);
+    # the leader deletes the row instead of storing an outcome nobody collects.
+    Column("waits", Boolean, nullable=False, server_default=true()),
     CheckConstraint("status in ('queued', 'done', 'solo')", name="status"),
     CheckConstraint("(status = 'done') = (outcome_status is not null)", name="outcome"),
     postgresql_with={"fillfactor": 50},
 )
 Index("ix_event_queue_part", event_queue.c.part, event_queue.c.id)
+
+# Per partition, the newest queue id a leader has taken: how far behind a new event is.
+event_queue_parts = Table(
+    "event_queue_parts",
+    metadata,
+    Column("part", Integer, primary_key=True, autoincrement=False),
+    Column("taken_upto", BigInteger, nullable=False),
+)
 
 orders = Table(
     "orders",

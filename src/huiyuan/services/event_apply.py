@@ -46,7 +46,7 @@ from huiyuan.services.event_handlers import (
     missing_prerequisite,
 )
 
-APPLIED, DEFERRED = 200, 202
+APPLIED, DEFERRED, QUEUED = 200, 202, 202
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +184,14 @@ def _apply_or_defer(conn: Connection, svc: Services, sender: str, event: ValidEv
     body = _body(event, "applied")
     body["effects"] = effects + applied.effects
     return _Result(APPLIED, body, satisfies + applied.satisfies)
+
+
+def queued(event: ValidEvent) -> EventOutcome:
+    """The answer to a request that did not wait: the event is durable and will be applied in
+    a moment; ``GET /v1/events/{id}`` tells its outcome then."""
+    body = _body(event, "queued")
+    body["detail"] = "queued: applied in a moment; GET /v1/events/{id} tells the outcome"
+    return EventOutcome(QUEUED, body)
 
 
 def _body(event: ValidEvent, status: str) -> dict[str, Any]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from huiyuan.db import events_repo
+from huiyuan.db import events_repo, queue_repo
 from huiyuan.db.uow import run_with_retry
 from huiyuan.domain.errors import DomainError, EventError, forbidden, not_found
+from huiyuan.schemas.events import OrderPaid
 from huiyuan.schemas.problems import problem, problem_from_error, validation_problem
 from huiyuan.schemas.validation import EventInvalid, ValidEvent, parse_event
 from huiyuan.services import group_commit
@@ -27,20 +28,24 @@ from huiyuan.services.event_apply import (
     apply_events,
     error_status,
 )
-from huiyuan.services.event_handlers import describe_waiting
+from huiyuan.services.event_handlers import check_items_add_up, describe_waiting
 from huiyuan.services.principals import Principal, Scope
 
 __all__ = ["DEFERRED", "EventOutcome", "ingest_batch", "ingest_event"]
 
 
-def ingest_event(svc: Services, principal: Principal, raw: Any) -> EventOutcome:
+def ingest_event(
+    svc: Services, principal: Principal, raw: Any, *, wait: bool = True
+) -> EventOutcome:
     """Validate and apply one event: in its own transaction, or on PostgreSQL together with
-    the events of concurrent requests (group commit)."""
+    the events of concurrent requests (group commit). ``wait=False`` (``Prefer:
+    respond-async``) may answer ``queued`` once the event is durable, before it is applied;
+    without group commit it is applied at once all the same."""
     checked = _validate(svc, principal, raw)
     if isinstance(checked, EventOutcome):
         return checked
     if group_commit.enabled(svc):
-        return group_commit.ingest(svc, principal.owner_id, checked)
+        return group_commit.ingest(svc, principal.owner_id, checked, wait=wait)
 
     def attempt() -> EventOutcome:
         with svc.uow() as tx:
@@ -73,6 +78,19 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
     principal.require(Scope.WRITE)
     with svc.engine.connect() as conn:
         row = events_repo.get_event(conn, principal.owner_id, event_id)
+        waiting = None if row is not None else queue_repo.find(conn, principal.owner_id, event_id)
+    if waiting is not None:
+        return {
+            "id": waiting.event_id,
+            "type": waiting.type,
+            "member_id": waiting.member_id,
+            "status": "queued",
+            "waiting_on": None,
+            "received_at": waiting.queued_at.isoformat(),
+            "applied_at": None,
+            "first_response": None,
+            "result": None,
+        }
     if row is None:
         raise not_found(EventError.EVENT_NOT_FOUND, f"no event {event_id!r} from this sender")
     return {
@@ -111,6 +129,8 @@ def _validate(svc: Services, principal: Principal, raw: Any) -> ValidEvent | Eve
     try:
         principal.require(Scope.WRITE)
         event = parse_event(raw, svc.now())
+        if isinstance(event.data, OrderPaid):  # needs nothing stored: refuse before queueing
+            check_items_add_up(event.data)
         return _with_store(principal, event)
     except EventInvalid as error:
         return EventOutcome(422, validation_problem(error.problems))

@@ -47,12 +47,14 @@ from huiyuan.services.event_apply import (
     EventOutcome,
     apply_events,
     apply_or_refuse,
+    queued,
     stored_event,
 )
 from huiyuan.services.event_handlers import inbox_row
 
 log = logging.getLogger(__name__)
 
+LEAD_ROUNDS = 4  # full batches a leader applies before it lets others queued for the lock in
 FORGET_AFTER = timedelta(hours=1)  # outcomes nobody collected
 SOLO_AFTER = timedelta(minutes=1)  # solo events whose requester went away
 
@@ -65,29 +67,48 @@ def partition(member_id: str, parts: int) -> int:
     return zlib.crc32(member_id.encode()) % parts
 
 
-def ingest(svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
-    """Apply one validated event through its partition's leader; see the module docstring."""
+def ingest(svc: Services, sender: str, event: ValidEvent, *, wait: bool = True) -> EventOutcome:
+    """Apply one validated event through its partition's leader; see the module docstring.
+    ``wait=False`` answers as soon as the event is durable (``queued``), unless it finds no
+    leader at work (it leads, and answers with its outcome) or its partition is further
+    behind than ``group_commit_backlog`` (it waits its turn: back-pressure)."""
     part = partition(event.member_id, svc.settings.group_commit_partitions)
     with _queue_connection(svc) as conn:
-        row_id = queue_repo.enqueue(conn, inbox_row(sender, event, svc.now()), part)
-        state, outcome = queue_repo.collect(conn, part, row_id)
+        row_id, behind, leads = queue_repo.enqueue(
+            conn,
+            inbox_row(sender, event, svc.now()),
+            part,
+            waits=wait,
+            backlog=svc.settings.group_commit_backlog,
+        )
+        if wait:
+            state, outcome = queue_repo.collect(conn, part, row_id)
+        elif leads:
+            state, outcome = "lead", None
+        elif behind > svc.settings.group_commit_backlog:
+            state, outcome = queue_repo.lead_or_collect(conn, part, row_id)
+        else:
+            return queued(event)  # the leader at work will apply it (see ``_lead``)
         while True:
+            if state == "lead":  # holding the partition's lock
+                mine = _lead(svc, conn, part, row_id)
+                if outcome is not None:  # collected before it had to lead
+                    return EventOutcome(*outcome)
+                if mine is not None:
+                    return mine
+                # Not among the events taken, or its batch failed (its events are solo now),
+                # or (not waiting) a leader before us applied it: look again.
+                state, outcome = queue_repo.lead_or_collect(conn, part, row_id)
+                continue
             if outcome is not None:
                 return EventOutcome(*outcome)
             if state == "wait":
                 state, outcome = queue_repo.lead_or_collect(conn, part, row_id)
                 continue
-            if state != "lead":  # solo, or applied alone by ``drain`` already: a replay
-                return _alone(svc, conn, sender, event, row_id)
-            try:
-                mine = _lead(svc, conn, part, row_id)
-            finally:
-                queue_repo.step_down(conn, part)
-            if mine is not None:
-                return mine
-            # Not among the oldest ``group_commit_batch`` events, or the batch failed (its
-            # events are solo now): queue again.
-            state, outcome = queue_repo.lead_or_collect(conn, part, row_id)
+            if state == "gone" and not wait:
+                return queued(event)  # a leader applied it, and kept no outcome for us
+            # solo, or applied alone by ``drain`` already (a replay)
+            return _alone(svc, conn, sender, event, row_id)
 
 
 @contextmanager
@@ -113,16 +134,17 @@ def drain(svc: Services) -> int:
         for part in queue_repo.parts_with_work(conn):
             if not queue_repo.try_lead(conn, part):
                 continue  # a leader is at work on it right now
-            try:
-                while True:
-                    applied = _apply_queued(svc, conn, part)[0]
-                    count += applied
-                    if not applied:
-                        break
-            except _BatchFailed:
-                pass  # its events are solo now: applied alone below
-            finally:
-                queue_repo.step_down(conn, part)
+            while True:
+                try:
+                    while applied := _apply_queued(svc, conn, part)[0]:
+                        count += applied
+                except _BatchFailed as failed:  # its events are solo now
+                    _apply_alone(svc, conn, failed.unwaited)
+                except BaseException:
+                    queue_repo.release(conn, part)
+                    raise
+                if not queue_repo.step_down(conn, part):
+                    break
         now = svc.now()
         while rows := queue_repo.solo_before(conn, now - SOLO_AFTER, 100):
             for row in rows:
@@ -140,33 +162,75 @@ def drain(svc: Services) -> int:
 
 
 def _lead(svc: Services, conn: Connection, part: int, mine: int) -> EventOutcome | None:
-    """Apply the partition's queued events; the outcome of ``mine`` if it was among them."""
-    try:
-        return _apply_queued(svc, conn, part, mine)[1]
-    except _BatchFailed:
-        return None  # every event of the batch, this one included, is now solo
+    """Lead the partition, holding its lock: apply queued batches, then step down. The
+    outcome of ``mine`` if it was among them."""
+    own: EventOutcome | None = None
+    while True:
+        try:
+            own = _lead_rounds(svc, conn, part, mine, own)
+        except BaseException:
+            queue_repo.release(conn, part)
+            raise
+        # Requests that do not wait, finding us at work, left their events to us: if any are
+        # queued still and nobody took the lock as we let it go, we hold it again: lead on.
+        if not queue_repo.step_down(conn, part):
+            return own
+
+
+def _lead_rounds(
+    svc: Services, conn: Connection, part: int, mine: int, own: EventOutcome | None
+) -> EventOutcome | None:
+    """A few batches, while the queue is fuller than a batch; then the lock is let go, so
+    that requests queued for it (waiting for their outcome) take their turn."""
+    for _ in range(LEAD_ROUNDS):
+        try:
+            taken, found = _apply_queued(svc, conn, part, mine if own is None else None)
+        except _BatchFailed as failed:
+            _apply_alone(svc, conn, failed.unwaited)
+            return own
+        own = own if found is None else found
+        if taken < svc.settings.group_commit_batch:
+            break
+    return own
+
+
+def _apply_alone(svc: Services, conn: Connection, rows: list[Row[Any]]) -> None:
+    """Events of a failed batch whose requesters did not wait: nobody else will apply them
+    soon, so the leader applies each alone. One that fails alone too stays solo; ``drain``
+    tries it once more."""
+    for row in rows:
+        try:
+            _alone(svc, conn, row.sender, stored_event(row), row.id)
+        except Exception:
+            log.exception("event %s/%s failed alone; left to drain", row.sender, row.event_id)
 
 
 def _apply_queued(
     svc: Services, conn: Connection, part: int, mine: int | None = None
 ) -> tuple[int, EventOutcome | None]:
     """One batch of the partition's queue in one transaction: (events taken, the outcome of
-    ``mine`` — its row is deleted rather than given its outcome)."""
-    taken: list[int] = []
+    ``mine`` — its row is deleted rather than given its outcome, as are the rows of requesters
+    that do not wait)."""
+    taken: list[Row[Any]] = []
 
     def attempt() -> tuple[int, EventOutcome | None]:
         with _transaction(svc, conn) as tx:
             rows = queue_repo.take(tx.conn, part, svc.settings.group_commit_batch)
-            taken[:] = [row.id for row in rows]
+            taken[:] = rows
+            if not rows:
+                return 0, None
             outcomes = _apply_rows(tx, svc, rows)
             own = outcomes.pop(mine, None) if mine is not None else None
             queue_repo.record(
                 tx.conn,
+                part,
+                max(row.id for row in rows),
                 [
-                    {"id": row_id, "status": o.status, "body": o.body, "replayed": o.replayed}
-                    for row_id, o in outcomes.items()
+                    {"id": row.id, "status": o.status, "body": o.body, "replayed": o.replayed}
+                    for row in rows
+                    if row.waits and (o := outcomes.get(row.id)) is not None
                 ],
-                remove=mine if own is not None else None,
+                remove=[row.id for row in rows if not row.waits or row.id == mine],
             )
             tx.commit()
             return len(rows), own
@@ -177,12 +241,14 @@ def _apply_queued(
         # Not a refusal (those are outcomes): something failed the whole batch. Each of its
         # events is applied alone from now on, so that the others do not fail with it.
         log.exception("group commit: a batch of %d events failed; applying each alone", len(taken))
-        queue_repo.set_solo(conn, [*taken, *([mine] if mine is not None else [])])
-        raise _BatchFailed from error
+        queue_repo.set_solo(conn, [*(row.id for row in taken), *([mine] if mine else [])])
+        raise _BatchFailed([row for row in taken if not row.waits]) from error
 
 
 class _BatchFailed(Exception):
-    pass
+    def __init__(self, unwaited: list[Row[Any]]) -> None:
+        super().__init__(f"a batch failed; {len(unwaited)} of its events have nobody waiting")
+        self.unwaited = unwaited
 
 
 def _apply_rows(tx: UnitOfWork, svc: Services, rows: Any) -> dict[int, EventOutcome]:
