@@ -8,11 +8,11 @@ batches too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -42,6 +42,7 @@ from huiyuan.db.tables import (
     point_accounts,
     subscriptions,
 )
+from huiyuan.db.types import UTCDateTime
 from huiyuan.db.upsert import insert_ignore
 
 _MOVE_PENDING = (
@@ -268,12 +269,13 @@ def write(
     On PostgreSQL this is one statement of data-modifying CTEs, each table's rows sent as one
     JSON document and read with ``jsonb_populate_recordset`` (the table's own column types do
     the conversion): one round trip whatever the batch's size, and on the client one
-    ``json.dumps`` instead of a conversion per value. On SQLite, in-process, ``executemany``."""
+    ``as_json`` instead of a conversion per value. On SQLite, in-process, ``executemany``."""
     inserts = [(table, rows) for table, rows in inserts if rows]
     for table, rows in inserts:
         unknown = set(rows[0]) - set(table.columns.keys())
         if unknown:
             raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
+        refuse_naive(table, rows)
     moves = sorted(pending.items())
     if not _is_pg(conn):
         for table, rows in inserts:
@@ -330,17 +332,17 @@ def _is_pg(conn: Connection) -> bool:
 
 
 def as_json(rows: Any) -> str:
-    """Rows as one JSON document for ``jsonb_populate_recordset`` and the like."""
-    return json.dumps(rows, default=_json_value, separators=(",", ":"), ensure_ascii=False)
+    """Rows as one JSON document for ``jsonb_populate_recordset`` and the like: instants as
+    ISO 8601 with their offset, dates as ISO 8601 (orjson: a tenth of the standard library's
+    time on a batch's rows). An instant must carry its zone — ``refuse_naive`` checks a
+    table's rows; a naive one would be read in the session's zone."""
+    return orjson.dumps(rows).decode()
 
 
-def _json_value(value: Any) -> Any:
-    """Instants as ISO 8601 with their offset (a naive one is refused, as ``UTCDateTime``
-    refuses it); dates as ISO 8601."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: store instants with a zone")
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+def refuse_naive(table: Table, rows: list[dict[str, Any]]) -> None:
+    """As ``UTCDateTime`` refuses a naive instant when bound, for rows sent as JSON."""
+    for column in table.columns:
+        if isinstance(column.type, UTCDateTime) and column.name in rows[0]:
+            name = column.name
+            if any(r[name] is not None and r[name].tzinfo is None for r in rows):
+                raise ValueError(f"{table.name}.{name}: naive datetime refused")

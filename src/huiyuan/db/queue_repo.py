@@ -14,7 +14,6 @@ can tell a requester how far behind its event is.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -146,7 +145,7 @@ def record(
         "part": part,
         "upto": upto,
         "remove": remove,
-        "outcomes": json.dumps(outcomes, separators=(",", ":")),
+        "outcomes": as_json(outcomes),
     }
     conn.execute(_RECORD, params)
 
