@@ -6,6 +6,7 @@ These run on PostgreSQL only: SQLite takes one writer at a time, so it cannot ra
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -192,3 +193,39 @@ def test_concurrent_batches_over_the_same_members_all_apply(pg):
     assert counts == {m: 8 * 5 + (1 if int(m[1:]) < 10 else 0) for m in members}
     assert len(rows(pg, tables.events)) == 8 * 60 + 10
     assert len(rows(pg, tables.members)) == 12
+
+
+def test_a_batch_does_not_wait_for_a_busy_member_before_applying_the_others(pg):
+    # given three known members, one of them held by another transaction
+    for n, member in enumerate(("u1", "u2", "u3")):
+        assert ingest(pg, paid(f"first-{n}", f"first-{n}", member)).status == 200
+    holder = pg.engine.connect()
+    holder.execute(
+        sa.select(tables.members).where(tables.members.c.member_id == "u2").with_for_update()
+    )
+    # when a batch pays for all three (u2 twice, in order: paid then refunded)
+    bodies = [
+        paid("pay-1", "o1", "u1"),
+        paid("pay-2", "o2", "u2"),
+        refunded("ref-2", "o2", "r2", 5000, member_id="u2"),
+        paid("pay-3", "o3", "u3"),
+    ]
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        sent = pool.submit(event_service.ingest_batch, pg, SYSTEM, bodies)
+        # then the free members' payments are applied and committed while u2 is held …
+        deadline = time.monotonic() + 10
+        while not (
+            rows(pg, tables.orders, order_id="o1") and rows(pg, tables.orders, order_id="o3")
+        ):
+            assert time.monotonic() < deadline, "the free members waited for the busy one"
+            time.sleep(0.05)
+        assert not rows(pg, tables.orders, order_id="o2")
+        assert not sent.done()
+    finally:
+        holder.rollback()  # … and u2's events follow, in order, once it is let go
+        holder.close()
+        pool.shutdown(wait=True)
+    outcomes = sent.result(timeout=10)
+    assert [o.status for o in outcomes] == [200, 200, 200, 200]
+    assert one(pg, tables.orders, order_id="o2").refunded_amount == 5000

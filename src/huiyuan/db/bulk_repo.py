@@ -105,6 +105,28 @@ def lock_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
     return set(conn.scalars(query))
 
 
+def lock_free_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
+    """Lock the rows of those members that no other transaction holds, without waiting
+    (``SKIP LOCKED``); returns the ids of the *busy* ones: they exist, but another transaction
+    holds them. Members that do not exist are neither."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return set()
+    locking = (
+        select(members.c.member_id)
+        .where(_among(conn, members.c.member_id, ids))
+        .order_by(members.c.member_id)
+        .with_for_update(skip_locked=True)
+    )
+    locked = set(conn.scalars(locking))
+    missing = [i for i in ids if i not in locked]
+    if not missing:
+        return set()
+    return set(
+        conn.scalars(select(members.c.member_id).where(_among(conn, members.c.member_id, missing)))
+    )
+
+
 def enrollments_of(conn: Connection, member_ids: Iterable[str]) -> dict[str, set[str]]:
     ids = sorted(set(member_ids))
     found: dict[str, set[str]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from huiyuan.db import events_repo, queue_repo
+from huiyuan.db import bulk_repo, events_repo, queue_repo
 from huiyuan.db.uow import run_with_retry
 from huiyuan.domain.errors import DomainError, EventError, forbidden, not_found
 from huiyuan.schemas.events import OrderPaid
@@ -61,17 +61,48 @@ def ingest_event(
 
 
 def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[EventOutcome]:
-    """Apply many events in one transaction (``event_apply.apply_events``); each gets its own
-    outcome and a refused one is undone alone."""
-    checked = [_validate(svc, principal, raw) for raw in raws]
+    """Apply many events (``event_apply.apply_events``); each gets its own outcome and a
+    refused one is undone alone.
 
-    def attempt() -> list[EventOutcome]:
+    On SQLite, one transaction. On PostgreSQL, the first transaction takes the members no
+    other transaction holds, without waiting, and applies their events; the events of the
+    busy members (another batch or request holds them) follow in a second transaction, which
+    waits for them. Two batches sharing a few members thus run side by side instead of one
+    after the other. A member's events all go in the same transaction, in order; a failure
+    between the two leaves the first committed, and a resend of the batch replays it."""
+    checked = [_validate(svc, principal, raw) for raw in raws]
+    pg = svc.engine.dialect.name == "postgresql"
+    outcomes = _apply_batch(svc, principal, checked, wait=not pg)
+    if any(o is None for o in outcomes):
+        later: list[ValidEvent | EventOutcome] = [
+            c if o is None else o for c, o in zip(checked, outcomes, strict=True)
+        ]
+        outcomes = _apply_batch(svc, principal, later, wait=True)
+    return [o for o in outcomes if o is not None]
+
+
+def _apply_batch(
+    svc: Services, principal: Principal, checked: list[ValidEvent | EventOutcome], *, wait: bool
+) -> list[EventOutcome | None]:
+    """One transaction. ``wait=False`` leaves out the events of busy members (``None`` in
+    their places)."""
+
+    def attempt() -> list[EventOutcome | None]:
         with svc.uow() as tx:
-            outcomes = apply_events(tx, svc, principal.owner_id, checked)
+            busy: set[str] = set()
+            if not wait:
+                members = {c.member_id for c in checked if isinstance(c, ValidEvent)}
+                busy = bulk_repo.lock_free_members(tx.conn, members)
+            todo = [c for c in checked if not _of(c, busy)]
+            done = iter(apply_events(tx, svc, principal.owner_id, todo))
             tx.commit()
-        return outcomes
+        return [None if _of(c, busy) else next(done) for c in checked]
 
     return run_with_retry(attempt)
+
+
+def _of(item: ValidEvent | EventOutcome, members: set[str]) -> bool:
+    return isinstance(item, ValidEvent) and item.member_id in members
 
 
 def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str, Any]:
