@@ -28,6 +28,13 @@ class Settings(BaseSettings):
     database_url: str = Field(
         default="", description="SQLAlchemy URL; empty means a SQLite file at ./var/huiyuan.db"
     )
+    database_pre_ping: bool = Field(
+        default=False,
+        description=(
+            "test each pooled PostgreSQL connection with a round trip before use (events are "
+            "retried on a dead connection anyway; other requests fail once after a restart)"
+        ),
+    )
     business_timezone: str = Field(
         default="Asia/Shanghai", description="IANA zone deciding what a business day is"
     )

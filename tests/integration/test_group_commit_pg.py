@@ -380,3 +380,28 @@ def test_events_nobody_waits_for_in_a_failed_batch_are_applied_alone_by_the_lead
     assert row_counts(pg)["orders"] == 7
     assert queue_is_empty(pg)
     assert_reconciled(pg)
+
+
+def test_events_are_applied_when_the_pooled_connections_died(pg):
+    # given a pool of connections that have served events
+    apply(pg, document())
+    assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
+    assert event_service.ingest_batch(pg, SYSTEM, [order(2, "u2", 1000)])[0].status == 200
+    # when the database drops every one of them (a restart, a proxy timing out)
+    killer = sa.create_engine(pg.engine.url, poolclass=sa.pool.NullPool)
+    with killer.connect() as conn:
+        killed = conn.execute(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    killer.dispose()
+    assert killed >= 1
+    # then single events, waiting or not, and batches are applied on fresh connections
+    assert event_service.ingest_event(pg, SYSTEM, order(3, "u3", 1000)).status == 200
+    assert send_async(pg, order(4, "u4", 1000)).status in (200, 202)
+    assert event_service.ingest_batch(pg, SYSTEM, [order(5, "u5", 1000)])[0].status == 200
+    group_commit.drain(pg)
+    assert row_counts(pg)["orders"] == 5
+    assert_reconciled(pg)

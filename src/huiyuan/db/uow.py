@@ -85,6 +85,21 @@ def is_retryable(error: BaseException) -> bool:
     return sqlstate in _RETRYABLE_SQLSTATES
 
 
+def retry_disconnects(work: Callable[[], T], attempts: int = 3) -> T:
+    """Run ``work`` again when its connection turned out dead (the database restarted, a
+    proxy dropped it). Pooled connections are not pinged before use (a round trip per
+    request), so the first use after a restart is where a dead one shows; SQLAlchemy then
+    discards every pooled connection made before, and ``work`` gets a fresh one. Only for
+    work that is idempotent — a lost commit may have happened (event ingestion is, by id)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except DBAPIError as error:
+            if attempt == attempts or not error.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
 def run_with_retry(work: Callable[[], T], attempts: int = 5) -> T:
     for attempt in range(1, attempts + 1):
         try:

@@ -28,7 +28,10 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
-        return cls(engine=make_engine(settings.resolved_database_url), settings=settings)
+        return cls(
+            engine=make_engine(settings.resolved_database_url, pre_ping=settings.database_pre_ping),
+            settings=settings,
+        )
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine)

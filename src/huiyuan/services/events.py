@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from huiyuan.db import bulk_repo, events_repo, queue_repo
-from huiyuan.db.uow import run_with_retry
+from huiyuan.db.uow import retry_disconnects, run_with_retry
 from huiyuan.domain.errors import DomainError, EventError, forbidden, not_found
 from huiyuan.schemas.events import OrderPaid
 from huiyuan.schemas.problems import problem, problem_from_error, validation_problem
@@ -45,7 +45,9 @@ def ingest_event(
     if isinstance(checked, EventOutcome):
         return checked
     if group_commit.enabled(svc):
-        return group_commit.ingest(svc, principal.owner_id, checked, wait=wait)
+        return retry_disconnects(
+            lambda: group_commit.ingest(svc, principal.owner_id, checked, wait=wait)
+        )
 
     def attempt() -> EventOutcome:
         with svc.uow() as tx:
@@ -57,7 +59,7 @@ def ingest_event(
                 tx.commit()
             return outcome
 
-    return run_with_retry(attempt)
+    return retry_disconnects(lambda: run_with_retry(attempt))
 
 
 def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[EventOutcome]:
@@ -98,7 +100,7 @@ def _apply_batch(
             tx.commit()
         return [None if _of(c, busy) else next(done) for c in checked]
 
-    return run_with_retry(attempt)
+    return retry_disconnects(lambda: run_with_retry(attempt))
 
 
 def _of(item: ValidEvent | EventOutcome, members: set[str]) -> bool:
