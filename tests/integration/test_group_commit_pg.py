@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from huiyuan.db import queue_repo, tables
+from huiyuan.domain.errors import DomainError
 from huiyuan.schemas.validation import parse_event
 from huiyuan.services import event_apply, group_commit
 from huiyuan.services import events as event_service
@@ -405,3 +406,26 @@ def test_events_are_applied_when_the_pooled_connections_died(pg):
     group_commit.drain(pg)
     assert row_counts(pg)["orders"] == 5
     assert_reconciled(pg)
+
+
+def test_a_queued_event_refused_when_applied_tells_its_refusal_for_an_hour(pg, clock):
+    # given a payment naming a store that does not exist, queued while a leader was at work
+    apply(pg, document())
+    body = order(1, "u1", 1000)
+    body["store_id"] = "nowhere"
+    with leader_at_work(pg):
+        assert send_async(pg, body).status == 202
+    # when the next leader applies it
+    assert send_async(pg, order(2, "u2", 1000)).status == 200
+    # then nothing of it is stored, but its status tells the refusal
+    assert not rows(pg, tables.events, event_id="pay-1")
+    status = event_service.event_status(pg, SYSTEM, "pay-1")
+    assert status["status"] == "rejected"
+    assert status["result"]["code"] == "unknown_store"
+    assert status["first_response"]["status"] == 422
+    # and an hour later the drain job has forgotten it
+    clock.advance(hours=2)
+    group_commit.drain(pg)
+    assert queue_is_empty(pg)
+    with pytest.raises(DomainError):
+        event_service.event_status(pg, SYSTEM, "pay-1")

@@ -161,9 +161,10 @@ def set_solo(conn: Connection, row_ids: list[int]) -> None:
 
 
 def find(conn: Connection, sender: str, event_id: str) -> Row[Any] | None:
-    """A queued event not applied yet, if there is one (no index: the queue is short)."""
-    query = select(q).where(q.c.sender == sender, q.c.event_id == event_id, q.c.status != "done")
-    return conn.execute(query.limit(1)).first()
+    """The newest queue row of an event: not applied yet, or refused (``done``, its outcome a
+    problem) and sent by a requester that did not wait. No index: the queue is short."""
+    query = select(q).where(q.c.sender == sender, q.c.event_id == event_id)
+    return conn.execute(query.order_by(q.c.id.desc()).limit(1)).first()
 
 
 def parts_with_work(conn: Connection) -> list[int]:

@@ -113,16 +113,18 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
         row = events_repo.get_event(conn, principal.owner_id, event_id)
         waiting = None if row is not None else queue_repo.find(conn, principal.owner_id, event_id)
     if waiting is not None:
+        refused = waiting.status == "done"  # else queued, or solo: still to be applied
+        outcome = {"status": waiting.outcome_status, "body": waiting.outcome_body}
         return {
             "id": waiting.event_id,
             "type": waiting.type,
             "member_id": waiting.member_id,
-            "status": "queued",
+            "status": "rejected" if refused else "queued",
             "waiting_on": None,
             "received_at": waiting.queued_at.isoformat(),
             "applied_at": None,
-            "first_response": None,
-            "result": None,
+            "first_response": outcome if refused else None,
+            "result": waiting.outcome_body if refused else None,
         }
     if row is None:
         raise not_found(EventError.EVENT_NOT_FOUND, f"no event {event_id!r} from this sender")

@@ -209,8 +209,10 @@ def _apply_queued(
     svc: Services, conn: Connection, part: int, mine: int | None = None
 ) -> tuple[int, EventOutcome | None]:
     """One batch of the partition's queue in one transaction: (events taken, the outcome of
-    ``mine`` — its row is deleted rather than given its outcome, as are the rows of requesters
-    that do not wait)."""
+    ``mine`` — its row is deleted rather than given its outcome). The rows of requesters that
+    do not wait are deleted too, unless their event was refused: nothing of a refused event is
+    stored, so its queue row keeps the refusal for ``GET /v1/events/{id}`` (for an hour, see
+    ``drain``)."""
     taken: list[Row[Any]] = []
 
     def attempt() -> tuple[int, EventOutcome | None]:
@@ -228,9 +230,13 @@ def _apply_queued(
                 [
                     {"id": row.id, "status": o.status, "body": o.body, "replayed": o.replayed}
                     for row in rows
-                    if row.waits and (o := outcomes.get(row.id)) is not None
+                    if (o := outcomes.get(row.id)) is not None and (row.waits or not o.ok)
                 ],
-                remove=[row.id for row in rows if not row.waits or row.id == mine],
+                remove=[
+                    row.id
+                    for row in rows
+                    if row.id == mine or (not row.waits and outcomes[row.id].ok)
+                ],
             )
             tx.commit()
             return len(rows), own
