@@ -18,7 +18,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Row, bindparam, delete, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from huiyuan.db.bulk_repo import as_json
 from huiyuan.db.tables import event_queue as q
@@ -26,10 +28,7 @@ from huiyuan.db.tables import event_queue as q
 LOCK_CLASS = 0x4859_4743  # "HYGC"
 
 _QUEUED_COLUMNS = ("sender", "event_id", "type", "member_id", "store_id", "occurred_at")
-_ENQUEUE = text(
-    "SELECT o_id, o_behind, o_lead FROM huiyuan_enqueue(:cls, :part, CAST(:row AS jsonb), "
-    ":waits, :backlog)"
-)
+_ENQUEUE = "SELECT o_id, o_behind, o_lead FROM huiyuan_enqueue(%s, %s, %s::jsonb, %s, %s)"
 _COLLECT = text(
     "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_collect(:cls, :part, :id)"
 )
@@ -75,15 +74,35 @@ def enqueue(
     leads)."""
     row = {name: inbox[name] for name in _QUEUED_COLUMNS}
     row.update(body_hash=inbox["body_hash"], data=inbox["data"], queued_at=inbox["received_at"])
-    params = {
-        "cls": LOCK_CLASS,
-        "part": part,
-        "row": as_json(row),
-        "waits": waits,
-        "backlog": backlog,
-    }
-    found = conn.execute(_ENQUEUE, params).one()
-    return int(found.o_id), int(found.o_behind), bool(found.o_lead)
+    found = _on_driver(conn, _ENQUEUE, (LOCK_CLASS, part, as_json(row), waits, backlog))
+    return int(found[0]), int(found[1]), bool(found[2])
+
+
+def _on_driver(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One prepared statement on the driver's own connection, one row back. Every single
+    event sends this one, and SQLAlchemy's statement and result machinery cost twice what
+    psycopg does. Errors come out as SQLAlchemy's would: a ``DBAPIError``, and a connection
+    found dead invalidated (``uow.retry_disconnects`` then tries again)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        found = raw.execute(sql, params, prepare=True).fetchone()
+    except psycopg.Error as error:
+        dead = raw.closed or raw.broken
+        if dead:
+            conn.invalidate()
+        wrapped = DBAPIError.instance(
+            sql,
+            None,
+            error,
+            psycopg.Error,
+            hide_parameters=True,
+            connection_invalidated=dead,
+            dialect=conn.dialect,
+        )
+        raise wrapped from error
+    assert found is not None
+    return tuple(found)
 
 
 Outcome = tuple[int, dict[str, Any], bool]
