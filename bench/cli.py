@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from bench import expiry, ingest, machine, pgbench, scratch
 from bench.report import Result, print_table, say
 
-ALL = ("pgbench", "single", "async", "batch", "skew", "expiry")
+ALL = ("pgbench", "single", "async", "batch", "skew", "async-skew", "expiry")
 COMMANDS = ("all", *ALL, "profile")
 
 
@@ -125,6 +125,7 @@ class Run:
         self._tps: float | None = cfg.baseline_tps
         self._tps_watch = machine.Watch()
         self._uniform: ingest.LoadResult | None = None
+        self._async: ingest.LoadResult | None = None
         self._stack = ExitStack()
         self._template: str | None = None
 
@@ -205,14 +206,14 @@ class Run:
         )
         self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
 
+    def async_uniform(self) -> ingest.LoadResult:
+        if self._async is None:
+            self._async = self.load("async", "async", workers=self.cfg.workers, wait=False)
+        return self._async
+
     def async_(self) -> None:
         tps = self.tps()
-        load = self.load("async", "async", workers=self.cfg.workers, wait=False)
-        notes = _load_notes(load, "answer")
-        notes.append(
-            f"{load.accepted or 0:,} answered 'queued' or applied in the window; "
-            f"{load.left_queued} left queued after the senders stopped"
-        )
+        load = self.async_uniform()
         result = Result(
             f"single order.paid, respond-async, {self.cfg.workers} procs (applied)",
             load.rate,
@@ -220,9 +221,25 @@ class Run:
             tps,
             self._baseline_label(),
             0.5,
-            notes=notes,
+            notes=_async_notes(load),
         )
         self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
+
+    def async_skew(self) -> None:
+        uniform = self.async_uniform()
+        skewed = self.load(
+            "askew", "async-skew", workers=self.cfg.workers, zipf_s=self.cfg.zipf_s, wait=False
+        )
+        result = Result(
+            f"skewed zipf s={self.cfg.zipf_s}, respond-async, {self.cfg.workers} procs",
+            skewed.rate,
+            "ev/s",
+            uniform.rate,
+            "uniform respond-async, same run",
+            0.7,
+            notes=_async_notes(skewed),
+        )
+        self.results.append(self._disturbance(result, uniform.foreign, skewed.foreign))
 
     def batch(self) -> None:
         tps = self.tps()
@@ -304,6 +321,15 @@ def _load_notes(load: ingest.LoadResult, per: str) -> list[str]:
     return notes
 
 
+def _async_notes(load: ingest.LoadResult) -> list[str]:
+    notes = _load_notes(load, "answer")
+    notes.append(
+        f"{load.accepted or 0:,} answered in the window; "
+        f"{load.left_queued} left queued after the senders stopped"
+    )
+    return notes
+
+
 def _grouping() -> str:
     """Whether single events went through group commit (the workers read the same
     ``HUIYUAN_*`` environment as this process)."""
@@ -357,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
                 if step not in steps:
                     steps.append(step)
         for step in steps:
-            getattr(run, "async_" if step == "async" else step)()
+            getattr(run, {"async": "async_", "async-skew": "async_skew"}.get(step, step))()
     finally:
         run.close()
     if run.results:

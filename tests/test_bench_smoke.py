@@ -72,3 +72,18 @@ def test_load_workers_apply_order_paid_through_the_services() -> None:
     assert result.events > 0
     assert orders >= result.events  # every counted event left its order
     assert members == 201  # the clones and the prototype: no event created a member
+
+
+def test_respond_async_load_counts_what_was_applied_not_what_was_answered() -> None:
+    with scratch.scratch(scratch.db_name("async", TAG), ADMIN_URL) as url:
+        ingest.clone_members(url, 200)
+        spec = ingest.LoadSpec(url=url, workers=2, members=200, warmup=0.1, seconds=0.5, wait=False)
+        result = ingest.run_load(spec, "smoke")
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            orders = conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
+        engine.dispose()
+    assert result.errors == 0, result.first_error
+    assert result.events > 0 and result.accepted is not None and result.accepted > 0
+    assert result.left_queued == 0  # no event was left without a leader
+    assert orders >= result.events
