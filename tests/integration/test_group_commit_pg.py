@@ -9,10 +9,8 @@ tests check what is particular to it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -30,7 +28,7 @@ from huiyuan.services.principals import SYSTEM, Principal, Scope
 from .bodies import item, paid
 from .ledger import BASE_RULE, apply, assert_reconciled, document
 from .stored import inbox, row_counts, rows
-from .threads import all_at_once
+from .threads import all_at_once, leader_at_work
 
 pytestmark = pytest.mark.postgres_only
 
@@ -127,9 +125,9 @@ def test_events_of_the_platform_and_of_a_store_in_one_batch_keep_their_senders(p
     assert queue_is_empty(pg)
 
 
-def test_a_batch_that_fails_lets_each_of_its_events_apply_alone(pg, monkeypatch, caplog):
-    # given a fault that fails any batch holding more than one event
-    apply(pg, document())
+@pytest.fixture
+def fragile_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fault that fails any batch holding more than one event."""
     original = group_commit._apply_rows
 
     def fragile(tx: Any, svc: Any, rows: Any) -> Any:
@@ -138,6 +136,11 @@ def test_a_batch_that_fails_lets_each_of_its_events_apply_alone(pg, monkeypatch,
         return original(tx, svc, rows)
 
     monkeypatch.setattr(group_commit, "_apply_rows", fragile)
+
+
+def test_a_batch_that_fails_lets_each_of_its_events_apply_alone(pg, fragile_batches, caplog):
+    # given a fault that fails any batch holding more than one event
+    apply(pg, document())
     # when 16 payments arrive together
     bodies = [order(i, f"u{i}", 1000) for i in range(16)]
     with caplog.at_level(logging.ERROR, logger="huiyuan.services.group_commit"):
@@ -275,20 +278,6 @@ def test_a_request_failing_while_it_leads_does_not_keep_its_partition_locked(pg,
 # ---------------------------------------------------------------- not waiting (respond-async)
 
 
-@contextmanager
-def leader_at_work(svc: Any) -> Iterator[None]:
-    """Hold every partition's lock from another connection, as a leader at work would."""
-    with svc.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        for part in range(svc.settings.group_commit_partitions):
-            queue_repo.try_lead(conn, part)
-        try:
-            yield
-        finally:
-            for part in range(svc.settings.group_commit_partitions):
-                queue_repo.release(conn, part)
-
-
 def send_async(svc: Any, body: dict[str, Any]) -> Any:
     return event_service.ingest_event(svc, SYSTEM, body, wait=False)
 
@@ -355,18 +344,10 @@ def test_a_request_far_behind_waits_for_its_event_to_apply(make_pg):
 
 
 def test_events_nobody_waits_for_in_a_failed_batch_are_applied_alone_by_the_leader(
-    pg, monkeypatch, caplog
+    pg, fragile_batches, caplog
 ):
     # given a fault that fails any batch holding more than one event
     apply(pg, document())
-    original = group_commit._apply_rows
-
-    def fragile(tx: Any, svc: Any, rows: Any) -> Any:
-        if len(rows) > 1:
-            raise RuntimeError("a fault of the batch, not of any one event")
-        return original(tx, svc, rows)
-
-    monkeypatch.setattr(group_commit, "_apply_rows", fragile)
     member = "u1"
     # and six payments of one partition queued without waiting while a leader was at work
     with leader_at_work(pg):

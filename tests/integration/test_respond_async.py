@@ -7,30 +7,14 @@ applied and the answer is the outcome, as without the header.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from typing import Any
-
-from huiyuan.db import queue_repo
 
 from .bodies import item, paid
 from .ledger import apply, assert_reconciled, document
+from .threads import leader_at_work
 
 ASYNC = {"Prefer": "respond-async, wait=5"}
-
-
-@contextmanager
-def leader_at_work(svc: Any) -> Iterator[None]:
-    """Hold every partition's lock from another connection, as a leader at work would."""
-    with svc.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        for part in range(svc.settings.group_commit_partitions):
-            queue_repo.try_lead(conn, part)
-        try:
-            yield
-        finally:
-            for part in range(svc.settings.group_commit_partitions):
-                queue_repo.release(conn, part)
 
 
 def post(api: Any, body: dict[str, Any], headers: dict[str, str]) -> Any:

@@ -93,16 +93,7 @@ def seen_events(conn: Connection, sender: str, event_ids: Sequence[str]) -> set[
 def lock_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
     """Lock the members' rows in id order (so two batches never wait for each other in a
     cycle); returns the ids that exist."""
-    ids = sorted(set(member_ids))
-    if not ids:
-        return set()
-    query = (
-        select(members.c.member_id)
-        .where(_among(conn, members.c.member_id, ids))
-        .order_by(members.c.member_id)
-        .with_for_update()
-    )
-    return set(conn.scalars(query))
+    return _lock_members(conn, sorted(set(member_ids)), skip_locked=False)
 
 
 def lock_free_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
@@ -110,21 +101,25 @@ def lock_free_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
     (``SKIP LOCKED``); returns the ids of the *busy* ones: they exist, but another transaction
     holds them. Members that do not exist are neither."""
     ids = sorted(set(member_ids))
-    if not ids:
-        return set()
-    locking = (
-        select(members.c.member_id)
-        .where(_among(conn, members.c.member_id, ids))
-        .order_by(members.c.member_id)
-        .with_for_update(skip_locked=True)
-    )
-    locked = set(conn.scalars(locking))
+    locked = _lock_members(conn, ids, skip_locked=True)
     missing = [i for i in ids if i not in locked]
     if not missing:
         return set()
     return set(
         conn.scalars(select(members.c.member_id).where(_among(conn, members.c.member_id, missing)))
     )
+
+
+def _lock_members(conn: Connection, ids: list[str], *, skip_locked: bool) -> set[str]:
+    if not ids:
+        return set()
+    query = (
+        select(members.c.member_id)
+        .where(_among(conn, members.c.member_id, ids))
+        .order_by(members.c.member_id)
+        .with_for_update(skip_locked=skip_locked)
+    )
+    return set(conn.scalars(query))
 
 
 def enrollments_of(conn: Connection, member_ids: Iterable[str]) -> dict[str, set[str]]:
