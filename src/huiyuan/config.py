@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     group_commit_batch: int = Field(
         default=500, ge=1, le=10_000, description="most events a leader applies at once"
     )
+    group_commit_sweep_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "how often the API applies single events left queued by a leader that died (0: never; "
+            "huiyuan events drain does it too)"
+        ),
+    )
     group_commit_backlog: int = Field(
         default=5000,
         ge=0,

@@ -9,13 +9,16 @@ tests check what is particular to it.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
+from huiyuan.api.app import create_app
 from huiyuan.db import queue_repo, tables
 from huiyuan.domain.errors import DomainError
 from huiyuan.schemas.validation import parse_event
@@ -410,3 +413,25 @@ def test_a_queued_event_refused_when_applied_tells_its_refusal_for_an_hour(pg, c
     assert queue_is_empty(pg)
     with pytest.raises(DomainError):
         event_service.event_status(pg, SYSTEM, "pay-1")
+
+
+def test_the_api_applies_events_a_dead_leader_left_queued(make_pg, clock):
+    # given an API sweeping the queue every 50 ms
+    svc = make_pg(group_commit_sweep_seconds=0.05)
+    apply(svc, document())
+    # and an event queued by a request that died before any leader took it, a while ago
+    orphan = parse_event(order(1, "u1", 1000), svc.now())
+    part = group_commit.partition("u1", svc.settings.group_commit_partitions)
+    with svc.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        queue_repo.enqueue(conn, inbox_row("platform", orphan, svc.now()), part, waits=False)
+    clock.advance(seconds=10)
+    # when the API runs, with no request coming
+    with TestClient(create_app(svc)):
+        deadline = time.monotonic() + 10
+        while not rows(svc, tables.events, event_id="pay-1"):
+            assert time.monotonic() < deadline, "the queued event was never applied"
+            time.sleep(0.05)
+    # then the event was applied and nothing is left queued
+    assert inbox(svc, "pay-1").status == "applied"
+    assert queue_is_empty(svc)

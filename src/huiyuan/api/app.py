@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
@@ -20,6 +25,7 @@ from huiyuan.api import (
     routes_tiers,
     routes_wallet,
 )
+from huiyuan.services import group_commit
 from huiyuan.services.context import Services
 from huiyuan.services.principals import KeyResolver
 
@@ -31,6 +37,7 @@ def create_app(svc: Services) -> FastAPI:
         title="Huiyuan",
         version=__version__,
         description="Membership and loyalty engine: events in, members, tiers and points out.",
+        lifespan=functools.partial(_sweeping, svc),
     )
     app.state.services = svc
     app.state.key_resolver = KeyResolver(svc)
@@ -63,3 +70,37 @@ def create_app(svc: Services) -> FastAPI:
         return response
 
     return app
+
+
+STALE_AFTER = timedelta(seconds=2)  # younger queued events are left to the requests coming
+
+
+@asynccontextmanager
+async def _sweeping(svc: Services, _app: FastAPI) -> AsyncIterator[None]:
+    """While the API runs on PostgreSQL with group commit: every
+    ``group_commit_sweep_seconds``, apply single events left queued for more than a moment
+    (their leader died, and no request of their partition came since) — ``drain`` without
+    waiting for the nightly jobs. Harmless with several workers: partitions are locked."""
+    every = svc.settings.group_commit_sweep_seconds
+    task = None
+    if group_commit.enabled(svc) and every > 0:
+        task = asyncio.create_task(_sweep(svc, every))
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _sweep(svc: Services, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            applied = await asyncio.to_thread(group_commit.drain, svc, STALE_AFTER)
+        except Exception:
+            log.exception("sweeping the event queue failed; trying again in %s s", every)
+            continue
+        if applied:
+            log.warning("applied %d single events left queued (a leader died?)", applied)

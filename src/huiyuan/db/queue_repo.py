@@ -186,8 +186,12 @@ def find(conn: Connection, sender: str, event_id: str) -> Row[Any] | None:
     return conn.execute(query.order_by(q.c.id.desc()).limit(1)).first()
 
 
-def parts_with_work(conn: Connection) -> list[int]:
-    return [int(p) for p in conn.scalars(select(q.c.part).where(q.c.status == "queued").distinct())]
+def parts_with_work(conn: Connection, queued_before: datetime | None = None) -> list[int]:
+    """Partitions with queued events (queued before ``queued_before``, if given)."""
+    query = select(q.c.part).where(q.c.status == "queued")
+    if queued_before is not None:
+        query = query.where(q.c.queued_at < queued_before)
+    return [int(p) for p in conn.scalars(query.distinct())]
 
 
 def solo_before(conn: Connection, before: datetime, limit: int) -> Sequence[Row[Any]]:

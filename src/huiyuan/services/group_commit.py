@@ -125,13 +125,17 @@ def _queue_connection(svc: Services) -> Iterator[Connection]:
             raise
 
 
-def drain(svc: Services) -> int:
-    """Apply what requesters left behind; returns how many events were applied."""
+def drain(svc: Services, stale_after: timedelta | None = None) -> int:
+    """Apply what requesters left behind; returns how many events were applied.
+    ``stale_after``: only partitions holding an event queued longer ago than this (the API's
+    sweeper: a younger one will be applied by the requests still coming)."""
     if not enabled(svc):
         return 0
     count = 0
+    now = svc.now()
+    before = None if stale_after is None else now - stale_after
     with _queue_connection(svc) as conn:
-        for part in queue_repo.parts_with_work(conn):
+        for part in queue_repo.parts_with_work(conn, before):
             if not queue_repo.try_lead(conn, part):
                 continue  # a leader is at work on it right now
             while True:
@@ -145,7 +149,6 @@ def drain(svc: Services) -> int:
                     raise
                 if not queue_repo.step_down(conn, part):
                     break
-        now = svc.now()
         while rows := queue_repo.solo_before(conn, now - SOLO_AFTER, 100):
             for row in rows:
                 try:
