@@ -29,6 +29,7 @@ leader, solo events, and outcomes nobody collected.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import zlib
 from collections import defaultdict
@@ -37,6 +38,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Row
 
 from huiyuan.db import queue_repo
@@ -115,14 +117,23 @@ def ingest(svc: Services, sender: str, event: ValidEvent, *, wait: bool = True) 
 def _queue_connection(svc: Services) -> Iterator[Connection]:
     """A connection in autocommit mode for the queue's statements. If anything fails while it
     is in use, it is closed rather than returned to the pool: it may hold a partition's session
-    lock (a rollback does not let one go), and closing it is the only sure way to free it."""
+    lock (a rollback does not let one go), and closing it is the only sure way to free it.
+
+    Autocommit is switched on the driver's connection, not through SQLAlchemy's isolation
+    level (which sets it at checkout and resets it at checkin, a fifth of a respond-async
+    request's CPU); it is switched back before the connection returns to the pool."""
     with svc.engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        raw.autocommit = True
         try:
             yield conn
         except BaseException:
             conn.invalidate()
             raise
+        else:
+            conn.commit()  # ends SQLAlchemy's own marker of the autocommit statements
+            raw.autocommit = False
 
 
 def drain(svc: Services, stale_after: timedelta | None = None) -> int:
@@ -294,10 +305,17 @@ def _transaction(svc: Services, conn: Connection) -> Iterator[UnitOfWork]:
     """A transaction on the request's own connection, which is otherwise in autocommit mode:
     a request never holds two connections, so a full pool cannot leave a leader waiting for
     one while the requests queued behind it hold them all."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
     conn.commit()  # SQLAlchemy's own marker of the autocommit statements; nothing is sent
-    conn.execution_options(isolation_level=conn.default_isolation_level)
+    raw.autocommit = False
     try:
         with UnitOfWork(svc.engine, conn) as tx:
             yield tx
-    finally:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
+    except BaseException:
+        # Rolled back; if the connection is broken it cannot be switched, and it is about to
+        # be closed anyway (``_queue_connection``): the original error is what matters.
+        with contextlib.suppress(psycopg.Error):
+            raw.autocommit = True
+        raise
+    raw.autocommit = True
