@@ -435,3 +435,28 @@ def test_the_api_applies_events_a_dead_leader_left_queued(make_pg, clock):
     # then the event was applied and nothing is left queued
     assert inbox(svc, "pay-1").status == "applied"
     assert queue_is_empty(svc)
+
+
+def test_a_request_meeting_a_dead_connection_is_told_to_retry_and_the_next_one_works(make_pg):
+    # given an API (not sweeping the queue meanwhile) whose pooled connections the database
+    # has just dropped
+    pg = make_pg(group_commit_sweep_seconds=0)
+    with TestClient(create_app(pg)) as client:
+        assert client.get("/healthz").status_code == 200
+        killer = sa.create_engine(pg.engine.url, poolclass=sa.pool.NullPool)
+        with killer.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        killer.dispose()
+        # when a request that is not an event meets a dead connection
+        first = client.get("/healthz")
+        # then it is told to come back in a second, not that something broke
+        assert first.status_code == 503
+        assert first.json()["code"] == "database_unavailable"
+        assert first.headers["Retry-After"] == "1"
+        # and the next request gets a fresh connection
+        assert client.get("/healthz").status_code == 200

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from huiyuan.domain.errors import DomainError
@@ -52,6 +53,18 @@ def install(app: FastAPI) -> None:
         if any(e.get("type") == "json_invalid" for e in errors):
             return problem_response(problem(400, "malformed_json", "body is not valid JSON"))
         return problem_response(validation_problem(problems_from_errors(list(error.errors()))))
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, error: DBAPIError) -> JSONResponse:
+        if error.connection_invalidated or isinstance(error, OperationalError):
+            # The database restarted, or cannot be reached: the caller should come back. The
+            # pool has already dropped the dead connection (and those older than it).
+            log.warning("database unavailable: %s", type(error.orig).__name__)
+            body = problem(
+                503, "database_unavailable", "the database connection was lost; retry shortly"
+            )
+            return problem_response(body, {"Retry-After": "1"})
+        return await _unexpected(request, error)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
