@@ -367,22 +367,28 @@ def test_events_nobody_waits_for_in_a_failed_batch_are_applied_alone_by_the_lead
     assert_reconciled(pg)
 
 
+def drop_connections(svc: Any) -> int:
+    """What a database restart does to the pool: every other connection to the database is
+    ended by the server. Returns how many."""
+    killer = sa.create_engine(svc.engine.url, poolclass=sa.pool.NullPool)
+    try:
+        with killer.connect() as conn:
+            query = (
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return int(conn.execute(sa.text(query)).scalar_one())
+    finally:
+        killer.dispose()
+
+
 def test_events_are_applied_when_the_pooled_connections_died(pg):
     # given a pool of connections that have served events
     apply(pg, document())
     assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
     assert event_service.ingest_batch(pg, SYSTEM, [order(2, "u2", 1000)])[0].status == 200
     # when the database drops every one of them (a restart, a proxy timing out)
-    killer = sa.create_engine(pg.engine.url, poolclass=sa.pool.NullPool)
-    with killer.connect() as conn:
-        killed = conn.execute(
-            sa.text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-        ).scalar_one()
-    killer.dispose()
-    assert killed >= 1
+    assert drop_connections(pg) >= 1
     # then single events, waiting or not, and batches are applied on fresh connections
     assert event_service.ingest_event(pg, SYSTEM, order(3, "u3", 1000)).status == 200
     assert send_async(pg, order(4, "u4", 1000)).status in (200, 202)
@@ -443,15 +449,7 @@ def test_a_request_meeting_a_dead_connection_is_told_to_retry_and_the_next_one_w
     pg = make_pg(group_commit_sweep_seconds=0)
     with TestClient(create_app(pg)) as client:
         assert client.get("/healthz").status_code == 200
-        killer = sa.create_engine(pg.engine.url, poolclass=sa.pool.NullPool)
-        with killer.connect() as conn:
-            conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-        killer.dispose()
+        assert drop_connections(pg) >= 1
         # when a request that is not an event meets a dead connection
         first = client.get("/healthz")
         # then it is told to come back in a second, not that something broke

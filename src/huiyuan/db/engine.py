@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 def make_engine(url: str, *, pre_ping: bool = False, **kwargs: Any) -> Engine:
     """``pre_ping``: test each pooled connection with a round trip before lending it. Off by
     default: on a busy server it costs a third of a single event's CPU, and event ingestion
-    retries on a dead connection instead (``uow.retry_disconnects``)."""
+    retries on a dead connection instead (``uow.is_disconnect``)."""
     kwargs.setdefault("hide_parameters", True)  # statement parameters carry PII: never log them
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

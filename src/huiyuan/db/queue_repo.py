@@ -22,8 +22,8 @@ import psycopg
 from sqlalchemy import Connection, Row, bindparam, delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from huiyuan.db.bulk_repo import as_json
 from huiyuan.db.tables import event_queue as q
+from huiyuan.db.types import as_json
 
 LOCK_CLASS = 0x4859_4743  # "HYGC"
 
@@ -82,7 +82,7 @@ def _on_driver(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any
     """One prepared statement on the driver's own connection, one row back. Every single
     event sends this one, and SQLAlchemy's statement and result machinery cost twice what
     psycopg does. Errors come out as SQLAlchemy's would: a ``DBAPIError``, and a connection
-    found dead invalidated (``uow.retry_disconnects`` then tries again)."""
+    found dead invalidated (``uow.is_disconnect`` then tries again)."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     try:

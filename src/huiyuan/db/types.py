@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -40,3 +41,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 def json_type() -> Any:
     """JSON on SQLite, JSONB on PostgreSQL."""
     return JSON().with_variant(JSONB(), "postgresql")
+
+
+def as_json(rows: Any) -> str:
+    """Rows as one JSON document for ``jsonb_populate_recordset`` and the like: instants as
+    ISO 8601 with their offset, dates as ISO 8601 (orjson: a tenth of the standard library's
+    time on a batch's rows). An instant must carry its zone — ``bulk_repo.refuse_naive``
+    checks a table's rows; a naive one would be read in the session's zone."""
+    return orjson.dumps(rows).decode()

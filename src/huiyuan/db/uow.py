@@ -4,7 +4,7 @@ Services receive a ``UnitOfWork`` factory and use it as ``with uow() as tx: ... 
 Leaving the block without ``commit()`` rolls everything back, so a failure half-way writes
 nothing. ``run_with_retry`` repeats a whole unit of work when PostgreSQL reports a deadlock, a
 serialization failure or a unique violation, which concurrent writers can cause and which is
-always safe to retry.
+always safe to retry — and, where asked (idempotent work), when the connection was dead.
 """
 
 from __future__ import annotations
@@ -85,27 +85,31 @@ def is_retryable(error: BaseException) -> bool:
     return sqlstate in _RETRYABLE_SQLSTATES
 
 
-def retry_disconnects(work: Callable[[], T], attempts: int = 3) -> T:
-    """Run ``work`` again when its connection turned out dead (the database restarted, a
-    proxy dropped it). Pooled connections are not pinged before use (a round trip per
-    request), so the first use after a restart is where a dead one shows; SQLAlchemy then
-    discards every pooled connection made before, and ``work`` gets a fresh one. Only for
-    work that is idempotent — a lost commit may have happened (event ingestion is, by id)."""
+def is_disconnect(error: BaseException) -> bool:
+    """The connection turned out dead (the database restarted, a proxy dropped it). Pooled
+    connections are not pinged before use (a round trip per request), so the first use after a
+    restart is where a dead one shows; SQLAlchemy then discards every pooled connection made
+    before it, and a retry gets a fresh one. Retry only idempotent work on it: the commit may
+    have happened (event ingestion is idempotent, by id)."""
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def is_retryable_or_disconnect(error: BaseException) -> bool:
+    return is_retryable(error) or is_disconnect(error)
+
+
+def run_with_retry(
+    work: Callable[[], T],
+    attempts: int = 5,
+    when: Callable[[BaseException], bool] | None = None,
+) -> T:
+    """Run ``work``, again (after a short, growing pause) while it fails with an error
+    ``when`` accepts — by default ``is_retryable``."""
     for attempt in range(1, attempts + 1):
         try:
             return work()
         except DBAPIError as error:
-            if attempt == attempts or not error.connection_invalidated:
-                raise
-    raise AssertionError("unreachable")
-
-
-def run_with_retry(work: Callable[[], T], attempts: int = 5) -> T:
-    for attempt in range(1, attempts + 1):
-        try:
-            return work()
-        except DBAPIError as error:
-            if attempt == attempts or not is_retryable(error):
+            if attempt == attempts or not (when or is_retryable)(error):
                 raise
             time.sleep(0.005 * 2**attempt)
     raise AssertionError("unreachable")

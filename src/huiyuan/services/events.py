@@ -1,11 +1,12 @@
 """Event ingestion: the one write path for everything a platform tells Huiyuan.
 
-``ingest_event`` applies one event, ``ingest_batch`` many in one transaction; both validate
-first (a malformed event is refused with every problem named and nothing written), then apply
-with ``event_apply`` (inbox claim, member lock, deferral, the type's handler, release of the
-events that waited). On PostgreSQL a single event goes through group commit
-(``group_commit``): it is queued durably and applied together with the events that other
-requests sent at the same moment, each still getting its own outcome.
+``ingest_event`` applies one event, ``ingest_batch`` many in one transaction (two on
+PostgreSQL when other transactions hold some of their members); both validate first (a
+malformed event is refused with every problem named and nothing written), then apply with
+``event_apply`` (inbox claim, member lock, deferral, the type's handler, release of the events
+that waited). On PostgreSQL a single event goes through group commit (``group_commit``): it is
+queued durably and applied together with the events that other requests sent at the same
+moment, each still getting its own outcome.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from huiyuan.db import bulk_repo, events_repo, queue_repo
-from huiyuan.db.uow import retry_disconnects, run_with_retry
+from huiyuan.db.uow import is_disconnect, is_retryable_or_disconnect, run_with_retry
 from huiyuan.domain.errors import DomainError, EventError, forbidden, not_found
 from huiyuan.schemas.events import OrderPaid
 from huiyuan.schemas.problems import problem, problem_from_error, validation_problem
@@ -24,8 +25,8 @@ from huiyuan.services.context import Services
 from huiyuan.services.event_apply import (
     DEFERRED,
     EventOutcome,
-    apply_event,
     apply_events,
+    apply_or_refuse,
     error_status,
 )
 from huiyuan.services.event_handlers import check_items_add_up, describe_waiting
@@ -45,21 +46,19 @@ def ingest_event(
     if isinstance(checked, EventOutcome):
         return checked
     if group_commit.enabled(svc):
-        return retry_disconnects(
-            lambda: group_commit.ingest(svc, principal.owner_id, checked, wait=wait)
+        return run_with_retry(
+            lambda: group_commit.ingest(svc, principal.owner_id, checked, wait=wait),
+            attempts=3,
+            when=is_disconnect,  # the rest is retried inside, on the request's own connection
         )
 
     def attempt() -> EventOutcome:
         with svc.uow() as tx:
-            try:
-                outcome = apply_event(tx, svc, principal.owner_id, checked)
-            except DomainError as error:
-                return EventOutcome(error_status(error), problem_from_error(error))
-            if not outcome.replayed:
-                tx.commit()
+            outcome = apply_or_refuse(tx, svc, principal.owner_id, checked)
+            tx.commit()  # a refusal has been undone already
             return outcome
 
-    return retry_disconnects(lambda: run_with_retry(attempt))
+    return run_with_retry(attempt, when=is_retryable_or_disconnect)
 
 
 def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[EventOutcome]:
@@ -100,7 +99,7 @@ def _apply_batch(
             tx.commit()
         return [None if _of(c, busy) else next(done) for c in checked]
 
-    return retry_disconnects(lambda: run_with_retry(attempt))
+    return run_with_retry(attempt, when=is_retryable_or_disconnect)
 
 
 def _of(item: ValidEvent | EventOutcome, members: set[str]) -> bool:

@@ -19,12 +19,21 @@ applied by its own request alone:
    before it stored, or leads. Each of these steps is one round trip (the ``huiyuan_*``
    functions of migration 0006).
 
+A request may also not wait (``Prefer: respond-async``, ``wait=False``): finding a leader at
+work, it is answered ``queued`` once its row is committed, and the leader deletes the row with
+the batch that applies it (keeping it, with the refusal, if the event was refused). So that no
+such event is left queued, whoever lets a partition's lock go looks once more and leads on if
+events are queued and nobody took the lock (``queue_repo.step_down``, and the same inside
+``collect``/``lead_or_collect``; migration 0007). A partition further behind than
+``group_commit_backlog`` makes such requests wait like the others: back-pressure.
+
 A request gets exactly the outcome it would have got alone: the batch path gives every event
 its own outcome and undoes a refused one alone. If a batch fails for a reason of its own (a
 bug, not a refusal), each of its events is marked *solo* and applied alone by its requester,
 so one bad event cannot fail the others. ``drain`` (``huiyuan events drain``, also in the
-nightly jobs) applies what requesters left behind: queued events of a partition with no
-leader, solo events, and outcomes nobody collected.
+nightly jobs, and every few seconds in the API for events queued a while) applies what
+requesters left behind: queued events of a partition with no leader, solo events, and
+outcomes nobody collected.
 """
 
 from __future__ import annotations
@@ -93,7 +102,7 @@ def ingest(svc: Services, sender: str, event: ValidEvent, *, wait: bool = True) 
             return queued(event)  # the leader at work will apply it (see ``_lead``)
         while True:
             if state == "lead":  # holding the partition's lock
-                mine = _lead(svc, conn, part, row_id)
+                mine = _lead(svc, conn, part, row_id)[0]
                 if outcome is not None:  # collected before it had to lead
                     return EventOutcome(*outcome)
                 if mine is not None:
@@ -147,19 +156,8 @@ def drain(svc: Services, stale_after: timedelta | None = None) -> int:
     before = None if stale_after is None else now - stale_after
     with _queue_connection(svc) as conn:
         for part in queue_repo.parts_with_work(conn, before):
-            if not queue_repo.try_lead(conn, part):
-                continue  # a leader is at work on it right now
-            while True:
-                try:
-                    while applied := _apply_queued(svc, conn, part)[0]:
-                        count += applied
-                except _BatchFailed as failed:  # its events are solo now
-                    _apply_alone(svc, conn, failed.unwaited)
-                except BaseException:
-                    queue_repo.release(conn, part)
-                    raise
-                if not queue_repo.step_down(conn, part):
-                    break
+            if queue_repo.try_lead(conn, part):  # else a leader is at work on it right now
+                count += _lead(svc, conn, part)[1]
         while rows := queue_repo.solo_before(conn, now - SOLO_AFTER, 100):
             for row in rows:
                 try:
@@ -175,48 +173,58 @@ def drain(svc: Services, stale_after: timedelta | None = None) -> int:
 # ---------------------------------------------------------------- leading
 
 
-def _lead(svc: Services, conn: Connection, part: int, mine: int) -> EventOutcome | None:
-    """Lead the partition, holding its lock: apply queued batches, then step down. The
-    outcome of ``mine`` if it was among them."""
+def _lead(
+    svc: Services, conn: Connection, part: int, mine: int | None = None
+) -> tuple[EventOutcome | None, int]:
+    """Lead the partition, holding its lock: apply queued batches, then step down. Returns
+    the outcome of ``mine`` if it was among them, and how many events were taken."""
     own: EventOutcome | None = None
+    count = 0
     while True:
         try:
-            own = _lead_rounds(svc, conn, part, mine, own)
+            own, taken = _lead_rounds(svc, conn, part, mine, own)
         except BaseException:
             queue_repo.release(conn, part)
             raise
+        count += taken
         # Requests that do not wait, finding us at work, left their events to us: if any are
         # queued still and nobody took the lock as we let it go, we hold it again: lead on.
         if not queue_repo.step_down(conn, part):
-            return own
+            return own, count
 
 
 def _lead_rounds(
-    svc: Services, conn: Connection, part: int, mine: int, own: EventOutcome | None
-) -> EventOutcome | None:
+    svc: Services, conn: Connection, part: int, mine: int | None, own: EventOutcome | None
+) -> tuple[EventOutcome | None, int]:
     """A few batches, while the queue is fuller than a batch; then the lock is let go, so
-    that requests queued for it (waiting for their outcome) take their turn."""
+    that requests queued for it (waiting for their outcome) take their turn. A failed batch
+    ends the rounds: its events are solo, those nobody waits for applied alone here."""
+    count = 0
     for _ in range(LEAD_ROUNDS):
         try:
             taken, found = _apply_queued(svc, conn, part, mine if own is None else None)
         except _BatchFailed as failed:
-            _apply_alone(svc, conn, failed.unwaited)
-            return own
+            count += _apply_alone(svc, conn, failed.unwaited)
+            break
+        count += taken
         own = own if found is None else found
         if taken < svc.settings.group_commit_batch:
             break
-    return own
+    return own, count
 
 
-def _apply_alone(svc: Services, conn: Connection, rows: list[Row[Any]]) -> None:
+def _apply_alone(svc: Services, conn: Connection, rows: list[Row[Any]]) -> int:
     """Events of a failed batch whose requesters did not wait: nobody else will apply them
     soon, so the leader applies each alone. One that fails alone too stays solo; ``drain``
-    tries it once more."""
+    tries it once more. Returns how many were applied."""
+    count = 0
     for row in rows:
         try:
             _alone(svc, conn, row.sender, stored_event(row), row.id)
+            count += 1
         except Exception:
             log.exception("event %s/%s failed alone; left to drain", row.sender, row.event_id)
+    return count
 
 
 def _apply_queued(

@@ -87,46 +87,26 @@ BEGIN
 END
 $$
 """
-# As in 0006, but a caller that held the lock and lets it go looks again (``huiyuan_recheck``):
-# if it holds the lock once more, its state is 'lead' (with its outcome, if it was done).
-LOOK = """
-CREATE OR REPLACE FUNCTION huiyuan_look(
-    p_class integer, p_part integer, p_id bigint, p_locked boolean
-)
-RETURNS TABLE (o_state text, o_status integer, o_body jsonb, o_replayed boolean)
-LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    done_status integer;
-    done_body jsonb;
-    done_replayed boolean;
-    found_state text;
-BEGIN
-    DELETE FROM event_queue AS q WHERE q.id = p_id AND q.status = 'done'
-        RETURNING q.outcome_status, q.outcome_body, q.replayed
-        INTO done_status, done_body, done_replayed;
-    IF FOUND THEN
-        found_state := 'done';
-    ELSE
-        SELECT q.status INTO found_state FROM event_queue AS q WHERE q.id = p_id;
-        found_state := coalesce(found_state, 'gone');
-        IF found_state = 'queued' THEN
-            found_state := CASE WHEN p_locked THEN 'lead' ELSE 'wait' END;
-        END IF;
+# 0006's ``huiyuan_look`` lets the lock go plainly; from 0007 it looks once more
+# (``huiyuan_recheck``): if the caller holds the lock again, its state is 'lead' (with its
+# outcome, if it was done).
+_LOOK_LETS_GO = """
+    IF p_locked AND found_state <> 'lead' THEN
+        PERFORM pg_advisory_unlock(p_class, p_part);
     END IF;
+"""
+_LOOK_LOOKS_AGAIN = """
     IF p_locked AND found_state <> 'lead' THEN
         PERFORM pg_advisory_unlock(p_class, p_part);
         IF huiyuan_recheck(p_class, p_part) THEN
             found_state := 'lead';
         END IF;
     END IF;
-    RETURN QUERY SELECT found_state, done_status, done_body, done_replayed;
-END
-$$
 """
 
 
 def _look_of_0006() -> str:
-    """0006's ``huiyuan_look``, to put back on downgrade."""
+    """0006's ``huiyuan_look``, as ``CREATE OR REPLACE``."""
     path = Path(__file__).with_name("20261124_0006_event_queue_for_group_commit.py")
     spec = importlib.util.spec_from_file_location("huiyuan_migration_0006", path)
     assert spec is not None and spec.loader is not None
@@ -134,6 +114,13 @@ def _look_of_0006() -> str:
     spec.loader.exec_module(module)
     (look,) = [f for f in module.FUNCTIONS if "FUNCTION huiyuan_look(" in f]
     return str(look).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+
+
+def _look() -> str:
+    """0007's ``huiyuan_look``: 0006's with the second look."""
+    before = _look_of_0006()
+    assert before.count(_LOOK_LETS_GO) == 1, "0006's huiyuan_look is not the one this amends"
+    return before.replace(_LOOK_LETS_GO, _LOOK_LOOKS_AGAIN)
 
 
 def upgrade() -> None:
@@ -148,7 +135,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("part", name=op.f("pk_event_queue_parts")),
     )
     if op.get_bind().dialect.name == "postgresql":
-        for function in (ENQUEUE, RECHECK, STEP_DOWN, LOOK):
+        for function in (ENQUEUE, RECHECK, STEP_DOWN, _look()):
             op.execute(function)
 
 
