@@ -159,13 +159,7 @@ def drain(svc: Services, stale_after: timedelta | None = None) -> int:
             if queue_repo.try_lead(conn, part):  # else a leader is at work on it right now
                 count += _lead(svc, conn, part)[1]
         while rows := queue_repo.solo_before(conn, now - SOLO_AFTER, 100):
-            for row in rows:
-                try:
-                    _alone(svc, conn, row.sender, stored_event(row), row.id)
-                    count += 1
-                except Exception:
-                    log.exception("event %s/%s failed alone; dropped", row.sender, row.event_id)
-                    queue_repo.remove(conn, row.id)
+            count += _apply_alone(svc, conn, list(rows), last_try=True)
         queue_repo.forget_done(conn, now - FORGET_AFTER)
     return count
 
@@ -213,17 +207,24 @@ def _lead_rounds(
     return own, count
 
 
-def _apply_alone(svc: Services, conn: Connection, rows: list[Row[Any]]) -> int:
-    """Events of a failed batch whose requesters did not wait: nobody else will apply them
-    soon, so the leader applies each alone. One that fails alone too stays solo; ``drain``
-    tries it once more. Returns how many were applied."""
+def _apply_alone(
+    svc: Services, conn: Connection, rows: list[Row[Any]], *, last_try: bool = False
+) -> int:
+    """Apply each of these solo events alone: those of a failed batch whose requesters did not
+    wait (nobody else would apply them soon), or those ``drain`` finds left behind. One that
+    fails alone too stays solo for ``drain`` to try once more — or, on its ``last_try``, is
+    logged and dropped (its sender got a 5xx, or a ``queued`` it can check). Returns how many
+    were applied."""
     count = 0
     for row in rows:
         try:
             _alone(svc, conn, row.sender, stored_event(row), row.id)
             count += 1
         except Exception:
-            log.exception("event %s/%s failed alone; left to drain", row.sender, row.event_id)
+            fate = "dropped" if last_try else "left to drain"
+            log.exception("event %s/%s failed alone; %s", row.sender, row.event_id, fate)
+            if last_try:
+                queue_repo.remove(conn, row.id)
     return count
 
 
