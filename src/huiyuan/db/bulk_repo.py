@@ -9,7 +9,9 @@ batches too.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -18,6 +20,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Integer,
+    Select,
     String,
     Table,
     any_,
@@ -31,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import column as sql_column
 
+from huiyuan.db import driver
 from huiyuan.db.points_repo import empty_account
 from huiyuan.db.tables import (
     enrollments,
@@ -54,81 +58,223 @@ _MOVE_PENDING = (
 )
 
 
-def _among(
-    conn: Connection, column: ColumnElement[Any], wanted: Sequence[str]
-) -> ColumnElement[bool]:
-    """``column IN wanted``: on PostgreSQL as ``= ANY(array)``, one statement text whatever
+def _among(pg: bool, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """``column IN :name``: on PostgreSQL as ``= ANY(array)``, one statement text whatever
     the length (cached and prepared, not a new statement of 500 placeholders each time)."""
-    if _is_pg(conn):
-        return column == any_(bindparam(None, list(wanted), type_=ARRAY(String)))
-    return column.in_(list(wanted))
+    if pg:
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
 
 
 def _pairs_among(
-    conn: Connection,
-    first: ColumnElement[Any],
-    second: ColumnElement[Any],
-    pairs: Sequence[tuple[str, str]],
+    pg: bool, first: ColumnElement[Any], second: ColumnElement[Any]
 ) -> ColumnElement[bool]:
-    if _is_pg(conn):
+    """``(first, second) IN`` the pairs given by ``_pairs``."""
+    if pg:
         listed = select(
-            func.unnest(bindparam(None, [a for a, _ in pairs], type_=ARRAY(String))).label("a"),
-            func.unnest(bindparam(None, [b for _, b in pairs], type_=ARRAY(String))).label("b"),
+            func.unnest(bindparam("firsts", type_=ARRAY(String))).label("a"),
+            func.unnest(bindparam("seconds", type_=ARRAY(String))).label("b"),
         ).subquery()
         return tuple_(first, second).in_(select(listed.c.a, listed.c.b))
-    return tuple_(first, second).in_(list(pairs))
+    return tuple_(first, second).in_(bindparam("pairs", expanding=True))
+
+
+def _pairs(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    if _is_pg(conn):
+        return {"firsts": [a for a, _ in pairs], "seconds": [b for _, b in pairs]}
+    return {"pairs": list(pairs)}
+
+
+# Each statement is built once per dialect: building one costs more than running it does
+# when a batch from group commit holds a handful of events.
+
+
+@cache
+def _seen_events(pg: bool) -> Select[Any]:
+    return select(events.c.event_id).where(
+        events.c.sender == bindparam("sender"), _among(pg, events.c.event_id, "ids")
+    )
+
+
+@cache
+def _members_locked(pg: bool, skip_locked: bool) -> Select[Any]:
+    return (
+        select(members.c.member_id)
+        .where(_among(pg, members.c.member_id, "ids"))
+        .order_by(members.c.member_id)
+        .with_for_update(skip_locked=skip_locked)
+    )
+
+
+@cache
+def _members_existing(pg: bool) -> Select[Any]:
+    return select(members.c.member_id).where(_among(pg, members.c.member_id, "ids"))
+
+
+@cache
+def _enrollments(pg: bool) -> Select[Any]:
+    return select(enrollments.c.member_id, enrollments.c.program_id).where(
+        _among(pg, enrollments.c.member_id, "ids")
+    )
+
+
+@cache
+def _orders_existing(pg: bool) -> Select[Any]:
+    return select(orders.c.order_id).where(_among(pg, orders.c.order_id, "ids"))
+
+
+@cache
+def _keys_waited(pg: bool) -> Select[Any]:
+    return select(events.c.waiting_on).where(
+        events.c.status == "deferred", _among(pg, events.c.waiting_on, "ids")
+    )
+
+
+@cache
+def _accounts_locked(pg: bool) -> Select[Any]:
+    a = point_accounts.c
+    return (
+        select(a.program_id, a.member_id, a.reserved)
+        .where(_pairs_among(pg, a.program_id, a.member_id))
+        .order_by(a.program_id, a.member_id)
+        .with_for_update()
+    )
+
+
+@cache
+def _tiers(pg: bool) -> Select[Any]:
+    t = member_tiers.c
+    return select(t.program_id, t.member_id, t.tier_id).where(
+        _pairs_among(pg, t.program_id, t.member_id)
+    )
+
+
+@cache
+def _terms(pg: bool) -> Select[Any]:
+    s = subscriptions.c
+    return (
+        select(
+            s.id,
+            s.member_id,
+            s.program_id,
+            s.plan_id,
+            s.purchase_id,
+            s.status,
+            s.benefit_used,
+            s.starts_at,
+            s.ends_at,
+        )
+        .where(_among(pg, s.member_id, "ids"), s.status != "refunded")
+        .order_by(s.program_id, s.id)
+    )
 
 
 def seen_events(conn: Connection, sender: str, event_ids: Sequence[str]) -> set[str]:
     """Which of these event ids the sender has used already (those replay, elsewhere)."""
     if not event_ids:
         return set()
-    query = select(events.c.event_id).where(
-        events.c.sender == sender, _among(conn, events.c.event_id, event_ids)
-    )
-    return set(conn.scalars(query))
+    found = _fetch(conn, _seen_events(_is_pg(conn)), {"sender": sender, "ids": list(event_ids)})
+    return {event_id for (event_id,) in found}
 
 
-def lock_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
+def lock_members(
+    conn: Connection, member_ids: Iterable[str], held: set[str] | None = None
+) -> set[str]:
     """Lock the members' rows in id order (so two batches never wait for each other in a
-    cycle); returns the ids that exist."""
-    return _lock_members(conn, sorted(set(member_ids)), skip_locked=False)
+    cycle); returns the ids that exist. ``held``: members this transaction locked already
+    (``lock_free_members``), not asked for again; those locked here are added to it."""
+    held = set() if held is None else held
+    wanted = set(member_ids)
+    locked = _lock_members(conn, sorted(wanted - held), skip_locked=False)
+    held |= locked
+    return locked | (wanted & held)
 
 
-def lock_free_members(conn: Connection, member_ids: Iterable[str]) -> set[str]:
+def lock_free_members(conn: Connection, member_ids: Iterable[str]) -> tuple[set[str], set[str]]:
     """Lock the rows of those members that no other transaction holds, without waiting
-    (``SKIP LOCKED``); returns the ids of the *busy* ones: they exist, but another transaction
-    holds them. Members that do not exist are neither."""
+    (``SKIP LOCKED``); returns the ids locked, and those of the *busy* ones: they exist, but
+    another transaction holds them. Members that do not exist are neither."""
     ids = sorted(set(member_ids))
     locked = _lock_members(conn, ids, skip_locked=True)
     missing = [i for i in ids if i not in locked]
     if not missing:
-        return set()
-    return set(
-        conn.scalars(select(members.c.member_id).where(_among(conn, members.c.member_id, missing)))
-    )
+        return locked, set()
+    found = _fetch(conn, _members_existing(_is_pg(conn)), {"ids": missing})
+    return locked, {member_id for (member_id,) in found}
 
 
 def _lock_members(conn: Connection, ids: list[str], *, skip_locked: bool) -> set[str]:
     if not ids:
         return set()
-    query = (
-        select(members.c.member_id)
-        .where(_among(conn, members.c.member_id, ids))
-        .order_by(members.c.member_id)
-        .with_for_update(skip_locked=skip_locked)
+    found = _fetch(conn, _members_locked(_is_pg(conn), skip_locked), {"ids": ids})
+    return {member_id for (member_id,) in found}
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentFacts:
+    """What deciding whether payments take the set-based path needs to know."""
+
+    seen: set[str]  # event ids the sender used already (those replay, elsewhere)
+    enrolled: dict[str, set[str]]  # each member's programs
+    paid: set[str]  # order ids recorded already
+    waited: set[str]  # keys deferred events wait on
+
+
+_FACTS = text(
+    "SELECT "
+    "ARRAY(SELECT event_id FROM events WHERE sender = :sender "
+    "AND event_id = ANY(CAST(:event_ids AS varchar[]))) AS seen, "
+    "ARRAY(SELECT ARRAY[member_id, program_id] FROM enrollments "
+    "WHERE member_id = ANY(CAST(:member_ids AS varchar[]))) AS enrolled, "
+    "ARRAY(SELECT order_id FROM orders WHERE order_id = ANY(CAST(:order_ids AS varchar[]))) "
+    "AS paid, "
+    "ARRAY(SELECT waiting_on FROM events WHERE status = 'deferred' "
+    "AND waiting_on = ANY(CAST(:keys AS varchar[]))) AS waited"
+)
+
+
+def payment_facts(
+    conn: Connection,
+    sender: str,
+    event_ids: Iterable[str],
+    member_ids: Iterable[str],
+    order_ids: Iterable[str],
+    keys: Iterable[str],
+) -> PaymentFacts:
+    """The facts of many payments, read after their members and waiting keys are locked
+    (``events_repo.lock_waiting_keys``). On PostgreSQL one statement (a batch from group commit
+    holds a handful of events, and a statement costs more than its rows); on SQLite one each."""
+    events_, members_ = sorted(set(event_ids)), sorted(set(member_ids))
+    orders_, keys_ = sorted(set(order_ids)), sorted(set(keys))
+    if _is_pg(conn):
+        found = driver.one(
+            conn,
+            _FACTS,
+            {
+                "sender": sender,
+                "event_ids": events_,
+                "member_ids": members_,
+                "order_ids": orders_,
+                "keys": keys_,
+            },
+        )
+        enrolled: dict[str, set[str]] = {}
+        for member_id, program_id in found.enrolled:
+            enrolled.setdefault(member_id, set()).add(program_id)
+        return PaymentFacts(set(found.seen), enrolled, set(found.paid), set(found.waited))
+    return PaymentFacts(
+        seen_events(conn, sender, events_),
+        enrollments_of(conn, members_),
+        existing_orders(conn, orders_),
+        keys_waited_on(conn, keys_),
     )
-    return set(conn.scalars(query))
 
 
 def enrollments_of(conn: Connection, member_ids: Iterable[str]) -> dict[str, set[str]]:
     ids = sorted(set(member_ids))
     found: dict[str, set[str]] = {}
     if ids:
-        query = select(enrollments.c.member_id, enrollments.c.program_id).where(
-            _among(conn, enrollments.c.member_id, ids)
-        )
-        for member_id, program_id in conn.execute(query):
+        for member_id, program_id in _fetch(conn, _enrollments(_is_pg(conn)), {"ids": ids}):
             found.setdefault(member_id, set()).add(program_id)
     return found
 
@@ -137,7 +283,7 @@ def existing_orders(conn: Connection, order_ids: Iterable[str]) -> set[str]:
     ids = sorted(set(order_ids))
     if not ids:
         return set()
-    return set(conn.scalars(select(orders.c.order_id).where(_among(conn, orders.c.order_id, ids))))
+    return {order_id for (order_id,) in _fetch(conn, _orders_existing(_is_pg(conn)), {"ids": ids})}
 
 
 def keys_waited_on(conn: Connection, keys: Iterable[str]) -> set[str]:
@@ -145,10 +291,8 @@ def keys_waited_on(conn: Connection, keys: Iterable[str]) -> set[str]:
     ordered = sorted(set(keys))
     if not ordered:
         return set()
-    query = select(events.c.waiting_on).where(
-        events.c.status == "deferred", _among(conn, events.c.waiting_on, ordered)
-    )
-    return {key for key in conn.scalars(query) if key is not None}
+    found = _fetch(conn, _keys_waited(_is_pg(conn)), {"ids": ordered})
+    return {key for (key,) in found if key is not None}
 
 
 def lock_accounts(
@@ -173,23 +317,16 @@ def lock_accounts(
 def _lock_accounts(conn: Connection, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
     if not pairs:
         return {}
-    query = (
-        select(point_accounts.c.program_id, point_accounts.c.member_id, point_accounts.c.reserved)
-        .where(_pairs_among(conn, point_accounts.c.program_id, point_accounts.c.member_id, pairs))
-        .order_by(point_accounts.c.program_id, point_accounts.c.member_id)
-        .with_for_update()
-    )
-    return {(p, m): int(r) for p, m, r in conn.execute(query)}
+    found = _fetch(conn, _accounts_locked(_is_pg(conn)), _pairs(conn, pairs))
+    return {(p, m): int(r) for p, m, r in found}
 
 
 def tiers_of(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
     wanted = sorted(set(pairs))
     if not wanted:
         return {}
-    query = select(
-        member_tiers.c.program_id, member_tiers.c.member_id, member_tiers.c.tier_id
-    ).where(_pairs_among(conn, member_tiers.c.program_id, member_tiers.c.member_id, wanted))
-    return {(p, m): str(t) for p, m, t in conn.execute(query) if t is not None}
+    found = _fetch(conn, _tiers(_is_pg(conn)), _pairs(conn, wanted))
+    return {(p, m): str(t) for p, m, t in found if t is not None}
 
 
 def orders_before(conn: Connection, asks: Sequence[tuple[str, datetime]]) -> list[int]:
@@ -226,22 +363,7 @@ def terms_of(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
     ids = sorted(set(member_ids))
     if not ids:
         return []
-    query = (
-        select(
-            subscriptions.c.id,
-            subscriptions.c.member_id,
-            subscriptions.c.program_id,
-            subscriptions.c.plan_id,
-            subscriptions.c.purchase_id,
-            subscriptions.c.status,
-            subscriptions.c.benefit_used,
-            subscriptions.c.starts_at,
-            subscriptions.c.ends_at,
-        )
-        .where(_among(conn, subscriptions.c.member_id, ids), subscriptions.c.status != "refunded")
-        .order_by(subscriptions.c.program_id, subscriptions.c.id)
-    )
-    return conn.execute(query).all()
+    return _fetch(conn, _terms(_is_pg(conn)), {"ids": ids})
 
 
 def draw_ids(conn: Connection, counts: dict[Table, int]) -> dict[str, list[int]]:
@@ -254,14 +376,14 @@ def draw_ids(conn: Connection, counts: dict[Table, int]) -> dict[str, list[int]]
         return found
     if _is_pg(conn):
         columns = ", ".join(
-            f"(SELECT array_agg(nextval(pg_get_serial_sequence(:t{i}, 'id'))) "  # noqa: S608
-            f"FROM generate_series(1, :n{i}))"
+            f"(SELECT array_agg(nextval(pg_get_serial_sequence(%(t{i})s, 'id'))) "  # noqa: S608
+            f"FROM generate_series(1, %(n{i})s)) AS t{i}"
             for i in range(len(wanted))
         )
         params: dict[str, Any] = {}
         for i, (table, n) in enumerate(wanted):
             params[f"t{i}"], params[f"n{i}"] = table.name, n
-        row = conn.execute(text("SELECT " + columns), params).one()
+        row = driver.one(conn, "SELECT " + columns, params)
         for (table, _), drawn in zip(wanted, row, strict=True):
             found[table.name] = [int(i) for i in drawn]
         return found
@@ -318,14 +440,14 @@ def write(
         names = ", ".join(f'"{c}"' for c in rows[0])
         parts.append(
             f"i{n} AS (INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608
-            f"FROM jsonb_populate_recordset(CAST(NULL AS {table.name}), CAST(:r{n} AS jsonb)))"
+            f"FROM jsonb_populate_recordset(CAST(NULL AS {table.name}), CAST(%(r{n})s AS jsonb)))"
         )
         params[f"r{n}"] = as_json(rows)
     if moves:
         parts.append(
             "moved AS (UPDATE point_accounts AS a SET pending = a.pending + m.d, "
-            "updated_at = CAST(:at AS timestamptz) "
-            "FROM jsonb_to_recordset(CAST(:moves AS jsonb)) AS m(p text, member text, d bigint) "
+            "updated_at = CAST(%(at)s AS timestamptz) "
+            "FROM jsonb_to_recordset(CAST(%(moves)s AS jsonb)) AS m(p text, member text, d bigint) "
             "WHERE a.program_id = m.p AND a.member_id = m.member)"
         )
         params["at"] = at
@@ -333,18 +455,26 @@ def write(
     if terms_used:
         parts.append(
             "used AS (UPDATE subscriptions SET benefit_used = true "
-            "WHERE id = ANY(CAST(:terms AS bigint[])))"
+            "WHERE id = ANY(CAST(%(terms)s AS bigint[])))"
         )
         params["terms"] = sorted(terms_used)
     if parts:
-        conn.execute(text("WITH " + ", ".join(parts) + " SELECT 1"), params)
+        driver.one(conn, "WITH " + ", ".join(parts) + " SELECT 1", params)
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def _is_pg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
+    return driver.is_pg(conn)
+
+
+def _fetch(conn: Connection, statement: Any, params: dict[str, Any]) -> Sequence[Any]:
+    """Rows of one of the constant statements above: on PostgreSQL on the driver's own
+    connection (``db.driver``), on SQLite through SQLAlchemy."""
+    if _is_pg(conn):
+        return driver.rows(conn, statement, params)
+    return conn.execute(statement, params).all()
 
 
 def refuse_naive(table: Table, rows: list[dict[str, Any]]) -> None:

@@ -26,6 +26,9 @@ def make_engine(url: str, *, pre_ping: bool = False, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_size", 20)
         kwargs.setdefault("max_overflow", 20)
         kwargs.setdefault("pool_pre_ping", pre_ping)
+    # Instants come back in UTC from the driver too, as ``UTCDateTime`` gives them through
+    # SQLAlchemy (``db.driver`` runs some statements without it).
+    kwargs.setdefault("connect_args", {}).setdefault("options", "-c TimeZone=UTC")
     return create_engine(url, **kwargs)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from huiyuan.db import driver
 from huiyuan.db.tables import events
 
 # Built once: the hot path executes these with parameters instead of building statements.
@@ -142,4 +143,4 @@ def lock_waiting_keys(conn: Connection, keys: Iterable[str]) -> None:
     """
     ordered = sorted(set(keys))
     if ordered and conn.dialect.name == "postgresql":
-        conn.execute(_LOCK_KEYS, {"keys": ordered})
+        driver.one(conn, _LOCK_KEYS, {"keys": ordered})

@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import psycopg
-from sqlalchemy import Connection, Row, bindparam, delete, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Row, bindparam, delete, select, update
 
+from huiyuan.db import driver
 from huiyuan.db.tables import event_queue as q
 from huiyuan.db.types import as_json
 
@@ -29,15 +28,13 @@ LOCK_CLASS = 0x4859_4743  # "HYGC"
 
 _QUEUED_COLUMNS = ("sender", "event_id", "type", "member_id", "store_id", "occurred_at")
 _ENQUEUE = "SELECT o_id, o_behind, o_lead FROM huiyuan_enqueue(%s, %s, %s::jsonb, %s, %s)"
-_COLLECT = text(
-    "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_collect(:cls, :part, :id)"
+_COLLECT = "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_collect(%s, %s, %s)"
+_LEAD_OR_COLLECT = (
+    "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_lead_or_collect(%s, %s, %s)"
 )
-_LEAD_OR_COLLECT = text(
-    "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_lead_or_collect(:cls, :part, :id)"
-)
-_TRY_LEAD = text("SELECT pg_try_advisory_lock(:cls, :part)")
-_STEP_DOWN = text("SELECT huiyuan_step_down(:cls, :part)")
-_RELEASE = text("SELECT pg_advisory_unlock(:cls, :part)")
+_TRY_LEAD = "SELECT pg_try_advisory_lock(%s, %s)"
+_STEP_DOWN = "SELECT huiyuan_step_down(%s, %s)"
+_RELEASE = "SELECT pg_advisory_unlock(%s, %s)"
 _TAKE = (
     select(q)
     .where(q.c.part == bindparam("p_part"), q.c.status == "queued")
@@ -45,15 +42,16 @@ _TAKE = (
     .limit(bindparam("p_limit"))
     .with_for_update()  # requesters whose rows these are wait on them (``collect``)
 )
-_RECORD = text(
-    "WITH gone AS (DELETE FROM event_queue WHERE id = ANY(CAST(:remove AS bigint[]))), "
-    "upto AS (INSERT INTO event_queue_parts AS p (part, taken_upto) VALUES (:part, :upto) "
+_RECORD = (
+    "WITH gone AS (DELETE FROM event_queue WHERE id = ANY(CAST(%(remove)s AS bigint[]))), "
+    "upto AS (INSERT INTO event_queue_parts AS p (part, taken_upto) VALUES (%(part)s, %(upto)s) "
     "ON CONFLICT (part) DO UPDATE SET taken_upto = GREATEST(p.taken_upto, EXCLUDED.taken_upto)) "
     "UPDATE event_queue AS q SET status = 'done', outcome_status = o.status, "
     "outcome_body = o.body, replayed = o.replayed "
-    "FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) "
+    "FROM jsonb_to_recordset(CAST(%(outcomes)s AS jsonb)) "
     "AS o(id bigint, status int, body jsonb, replayed boolean) "
-    "WHERE q.id = o.id"
+    "WHERE q.id = o.id "
+    "RETURNING 1"
 )
 _REMOVE = delete(q).where(q.c.id == bindparam("p_id"))
 _SOLO = (
@@ -74,35 +72,8 @@ def enqueue(
     leads)."""
     row = {name: inbox[name] for name in _QUEUED_COLUMNS}
     row.update(body_hash=inbox["body_hash"], data=inbox["data"], queued_at=inbox["received_at"])
-    found = _on_driver(conn, _ENQUEUE, (LOCK_CLASS, part, as_json(row), waits, backlog))
+    found = driver.one(conn, _ENQUEUE, (LOCK_CLASS, part, as_json(row), waits, backlog))
     return int(found[0]), int(found[1]), bool(found[2])
-
-
-def _on_driver(conn: Connection, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...]:
-    """One prepared statement on the driver's own connection, one row back. Every single
-    event sends this one, and SQLAlchemy's statement and result machinery cost twice what
-    psycopg does. Errors come out as SQLAlchemy's would: a ``DBAPIError``, and a connection
-    found dead invalidated (``uow.is_disconnect`` then tries again)."""
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    try:
-        found = raw.execute(sql, params, prepare=True).fetchone()
-    except psycopg.Error as error:
-        dead = raw.closed or raw.broken
-        if dead:
-            conn.invalidate()
-        wrapped = DBAPIError.instance(
-            sql,
-            None,
-            error,
-            psycopg.Error,
-            hide_parameters=True,
-            connection_invalidated=dead,
-            dialect=conn.dialect,
-        )
-        raise wrapped from error
-    assert found is not None
-    return tuple(found)
 
 
 Outcome = tuple[int, dict[str, Any], bool]
@@ -111,22 +82,20 @@ Outcome = tuple[int, dict[str, Any], bool]
 def collect(conn: Connection, part: int, row_id: int) -> tuple[str, Outcome | None]:
     """The first look after queueing; see ``_answer``. Waits only while a leader holds this
     very row; ``"wait"`` means it was queued too late for the running batch."""
-    return _answer(conn.execute(_COLLECT, {"cls": LOCK_CLASS, "part": part, "id": row_id}))
+    return _answer(driver.one(conn, _COLLECT, (LOCK_CLASS, part, row_id)))
 
 
 def lead_or_collect(conn: Connection, part: int, row_id: int) -> tuple[str, Outcome | None]:
     """Queue for the partition's lock (first come first served), then see ``_answer``."""
-    params = {"cls": LOCK_CLASS, "part": part, "id": row_id}
-    return _answer(conn.execute(_LEAD_OR_COLLECT, params))
+    return _answer(driver.one(conn, _LEAD_OR_COLLECT, (LOCK_CLASS, part, row_id)))
 
 
-def _answer(result: Any) -> tuple[str, Outcome | None]:
+def _answer(found: Any) -> tuple[str, Outcome | None]:
     """``("done", outcome)``: a leader applied the event (the row is deleted);
     ``("lead", outcome or None)``: the caller holds the partition's lock and must lead — its
     own event is still queued, or (with its outcome) events were queued by requests that did
     not wait while it held the lock to collect; ``("solo" | "gone", None)``: the caller
     applies the event alone; ``("wait", None)``: see ``collect``."""
-    found = result.one()
     if found.o_status is None:
         return str(found.o_state), None
     outcome = (int(found.o_status), dict(found.o_body), bool(found.o_replayed))
@@ -134,24 +103,24 @@ def _answer(result: Any) -> tuple[str, Outcome | None]:
 
 
 def try_lead(conn: Connection, part: int) -> bool:
-    return bool(conn.execute(_TRY_LEAD, {"cls": LOCK_CLASS, "part": part}).scalar_one())
+    return bool(driver.one(conn, _TRY_LEAD, (LOCK_CLASS, part))[0])
 
 
 def step_down(conn: Connection, part: int) -> bool:
     """Let the partition's lock go, then look once more: if events are queued (by requests
     that did not wait, having found a leader at work) and nobody took the lock meanwhile, the
     caller holds it again and must lead on (``True``)."""
-    return bool(conn.execute(_STEP_DOWN, {"cls": LOCK_CLASS, "part": part}).scalar_one())
+    return bool(driver.one(conn, _STEP_DOWN, (LOCK_CLASS, part))[0])
 
 
 def release(conn: Connection, part: int) -> None:
     """Let the partition's lock go without looking (the caller is failing)."""
-    conn.execute(_RELEASE, {"cls": LOCK_CLASS, "part": part})
+    driver.one(conn, _RELEASE, (LOCK_CLASS, part))
 
 
 def take(conn: Connection, part: int, limit: int) -> Sequence[Row[Any]]:
     """The partition's queued events, oldest first (the leader's batch)."""
-    return conn.execute(_TAKE, {"p_part": part, "p_limit": limit}).all()
+    return driver.rows(conn, _TAKE, {"p_part": part, "p_limit": limit})
 
 
 def record(
@@ -166,7 +135,7 @@ def record(
         "remove": remove,
         "outcomes": as_json(outcomes),
     }
-    conn.execute(_RECORD, params)
+    driver.rows(conn, _RECORD, params)
 
 
 def remove(conn: Connection, row_id: int) -> None:

@@ -34,6 +34,9 @@ class UnitOfWork:
         self._borrowed = conn
         self._conn: Connection | None = None
         self._committed = False
+        # Members whose rows this transaction holds locked (set where a batch locks many at
+        # once, so that it does not ask for them again).
+        self.locked_members: set[str] = set()
 
     @property
     def conn(self) -> Connection:
@@ -49,6 +52,7 @@ class UnitOfWork:
         self._conn = self._borrowed if self._borrowed is not None else self.engine.connect()
         self._conn.begin()
         self._committed = False
+        self.locked_members = set()
         return self
 
     def commit(self) -> None:

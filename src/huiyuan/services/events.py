@@ -93,7 +93,8 @@ def _apply_batch(
             busy: set[str] = set()
             if not wait:
                 members = {c.member_id for c in checked if isinstance(c, ValidEvent)}
-                busy = bulk_repo.lock_free_members(tx.conn, members)
+                locked, busy = bulk_repo.lock_free_members(tx.conn, members)
+                tx.locked_members |= locked
             todo = [c for c in checked if not _of(c, busy)]
             done = iter(apply_events(tx, svc, principal.owner_id, todo))
             tx.commit()

@@ -91,13 +91,20 @@ def apply(
         return Applied({})
     # Every member of the batch is locked here, in id order, so the general path that follows
     # never takes a member lock out of that order.
-    known = bulk_repo.lock_members(conn, (event.member_id for _, event in batch))
-    seen = bulk_repo.seen_events(conn, sender, [p.event.id for p in candidates])
-    enrolled = bulk_repo.enrollments_of(conn, (p.event.member_id for p in candidates))
-    paid = bulk_repo.existing_orders(conn, (p.data.order_id for p in candidates))
+    known = bulk_repo.lock_members(
+        conn, (event.member_id for _, event in batch), held=tx.locked_members
+    )
     keys = [order_key(p.data.order_id) for p in candidates]
     events_repo.lock_waiting_keys(conn, keys)
-    waited = bulk_repo.keys_waited_on(conn, keys)
+    facts = bulk_repo.payment_facts(
+        conn,
+        sender,
+        (p.event.id for p in candidates),
+        (p.event.member_id for p in candidates),
+        (p.data.order_id for p in candidates),
+        keys,
+    )
+    seen, enrolled, paid, waited = facts.seen, facts.enrolled, facts.paid, facts.waited
 
     kept: list[_Payment] = []
     for payment in candidates:
