@@ -9,6 +9,10 @@ than on its rows. So the statements of that path run here, each a constant (buil
 compiled once) prepared on the server. Only statements whose parameters and results need no
 type conversion belong here: plain strings, numbers, arrays of them, JSON sent as text.
 
+A list parameter is sent as the text of a PostgreSQL array (``{"a","b"}``), which the
+statement casts: psycopg's own list dumper, generic, costs ten times more for the 500 ids of a
+batch.
+
 Errors come out as SQLAlchemy's would: a ``DBAPIError`` (so ``uow.run_with_retry`` sees
 deadlocks and unique violations), and a connection found dead invalidated.
 """
@@ -56,7 +60,10 @@ def one(
 def _run(conn: Connection, statement: Any, params: Any, fetch: Any) -> Any:
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
+    if not raw.autocommit and not conn.in_transaction():
+        conn.begin()  # as SQLAlchemy's own statements would: its rollback then undoes this one
     sql, bound = _sql(conn, statement, params)
+    bound = _arrays(bound)
     try:
         with raw.cursor(row_factory=namedtuple_row) as cursor:
             cursor.execute(sql, bound, prepare=True)
@@ -86,3 +93,24 @@ def _sql(conn: Connection, statement: Any, params: Any) -> tuple[str, Any]:
         _compiled[id(statement)] = found
     _, sql, defaults = found
     return sql, {**defaults, **params}
+
+
+def _arrays(params: Any) -> Any:
+    if isinstance(params, tuple):
+        return tuple(array_text(v) if isinstance(v, list) else v for v in params)
+    return {k: array_text(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+def array_text(values: list[Any]) -> str:
+    """The text form of a one-dimensional array of strings or integers, every string quoted
+    (a backslash or double quote escaped), so that any string comes back as itself."""
+    if all(isinstance(v, str) for v in values):
+        if not values:
+            return "{}"
+        body = '","'.join(values)
+        if "\\" in body or body.count('"') != 2 * (len(values) - 1):  # a quote or backslash
+            body = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+        return '{"' + body + '"}'
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "{" + ",".join(str(v) for v in values) + "}"
+    raise TypeError("only arrays of strings or of integers are sent as text")

@@ -1,0 +1,56 @@
+"""Statements on the driver's connection (``db.driver``): parameters and errors as through
+SQLAlchemy."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy.exc import DBAPIError
+
+from huiyuan.db import driver
+from huiyuan.services.context import Services
+
+# PostgreSQL text holds any character but NUL.
+_TEXT = st.text(st.characters(blacklist_characters="\x00", codec="utf-8"), max_size=12)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(values=st.lists(_TEXT, max_size=8), numbers=st.lists(st.integers(-(2**63), 2**63 - 1)))
+def test_a_list_parameter_arrives_as_the_same_array(
+    pg: Services, values: list[str], numbers: list[int]
+) -> None:
+    # given strings with quotes, backslashes, braces, commas, spaces, "NULL" and the empty string
+    with pg.engine.connect() as conn:
+        # when they are sent as a list parameter
+        found = driver.one(
+            conn,
+            "SELECT CAST(%(s)s AS varchar[]) AS s, CAST(%(n)s AS bigint[]) AS n",
+            {"s": values, "n": numbers},
+        )
+    # then the server sees exactly those elements, in order
+    assert found.s == values
+    assert found.n == numbers
+
+
+def test_a_mixed_list_is_refused_before_anything_is_sent() -> None:
+    with pytest.raises(TypeError, match="strings or of integers"):
+        driver.array_text(["a", 1])
+    with pytest.raises(TypeError):
+        driver.array_text([True])
+
+
+def test_an_error_comes_out_as_sqlalchemys_and_the_transaction_is_usable_after_a_rollback(
+    pg: Services,
+) -> None:
+    with pg.engine.connect() as conn:
+        with pytest.raises(DBAPIError) as raised:
+            driver.one(conn, "SELECT CAST(%s AS integer)", ("not a number",))
+        assert raised.value.orig is not None
+        assert getattr(raised.value.orig, "sqlstate", None) == "22P02"
+        assert not raised.value.connection_invalidated
+        conn.rollback()
+        assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
