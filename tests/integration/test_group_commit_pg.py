@@ -421,6 +421,54 @@ def test_a_queued_event_refused_when_applied_tells_its_refusal_for_an_hour(pg, c
         event_service.event_status(pg, SYSTEM, "pay-1")
 
 
+def test_a_queued_event_that_cannot_be_applied_says_failed_and_can_be_sent_again(
+    pg, clock, monkeypatch, caplog
+):
+    # given a payment whose handling fails every time (a bug), sent without waiting while a
+    # leader was at work, and its batch failing with it
+    apply(pg, document())
+    batch, alone = group_commit._apply_rows, event_apply.apply_event
+
+    def broken_batch(tx: Any, svc: Any, rows: Any) -> Any:
+        if any(row.event_id == "pay-1" for row in rows):
+            raise RuntimeError("a bug")
+        return batch(tx, svc, rows)
+
+    def broken_alone(tx: Any, svc: Any, sender: str, event: Any) -> Any:
+        if event.id == "pay-1":
+            raise RuntimeError("a bug")
+        return alone(tx, svc, sender, event)
+
+    monkeypatch.setattr(group_commit, "_apply_rows", broken_batch)
+    monkeypatch.setattr(event_apply, "apply_event", broken_alone)
+    with leader_at_work(pg):
+        assert send_async(pg, order(1, "u1", 1000)).status == 202
+    # when the next leader fails it alone, and the drain job fails it once more, its last try
+    with caplog.at_level(logging.ERROR, logger="huiyuan.services.group_commit"):
+        assert event_service.ingest_event(pg, SYSTEM, order(2, "u2", 1000)).status == 200
+        assert event_service.event_status(pg, SYSTEM, "pay-1")["status"] == "queued"
+        clock.advance(minutes=2)
+        group_commit.drain(pg)
+    # then nothing of it is stored, and its status says it failed on Huiyuan's side
+    assert any("given up" in r.getMessage() for r in caplog.records)
+    assert not rows(pg, tables.events, event_id="pay-1")
+    status = event_service.event_status(pg, SYSTEM, "pay-1")
+    assert status["status"] == "failed"
+    assert status["first_response"]["status"] == 500
+    assert status["result"]["code"] == "event_apply_failed"
+    # and once the bug is gone, the same event sent again is applied
+    monkeypatch.setattr(group_commit, "_apply_rows", batch)
+    monkeypatch.setattr(event_apply, "apply_event", alone)
+    assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
+    assert event_service.event_status(pg, SYSTEM, "pay-1")["status"] == "applied"
+    assert row_counts(pg)["orders"] == 2
+    # and an hour later the drain job has forgotten the failure
+    clock.advance(hours=2)
+    group_commit.drain(pg)
+    assert queue_is_empty(pg)
+    assert_reconciled(pg)
+
+
 def test_the_api_applies_events_a_dead_leader_left_queued(make_pg, clock):
     # given an API sweeping the queue every 50 ms
     svc = make_pg(group_commit_sweep_seconds=0.05)

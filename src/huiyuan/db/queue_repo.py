@@ -54,6 +54,16 @@ _RECORD = (
     "RETURNING 1"
 )
 _REMOVE = delete(q).where(q.c.id == bindparam("p_id"))
+_FAIL = (
+    update(q)
+    .where(q.c.id == bindparam("p_id"))
+    .values(
+        status="done",
+        outcome_status=bindparam("p_status"),
+        outcome_body=bindparam("p_body"),
+        replayed=False,
+    )
+)
 _SOLO = (
     update(q)
     .where(q.c.id.in_(bindparam("p_ids", expanding=True)), q.c.status == "queued")
@@ -140,6 +150,12 @@ def record(
 
 def remove(conn: Connection, row_id: int) -> None:
     conn.execute(_REMOVE, {"p_id": row_id})
+
+
+def fail(conn: Connection, row_id: int, body: dict[str, Any]) -> None:
+    """An event that could not be applied, even alone: its row keeps the failure (a 5xx
+    problem) like a refusal, so that its sender can see it (``find``)."""
+    conn.execute(_FAIL, {"p_id": row_id, "p_status": int(body["status"]), "p_body": body})
 
 
 def set_solo(conn: Connection, row_ids: list[int]) -> None:

@@ -36,6 +36,7 @@ class EventError(StrEnum):
     AMOUNT_MISMATCH = "amount_mismatch"
     DUPLICATE_SKU = "duplicate_sku"
     CAUSE_NEVER_ARRIVED = "cause_never_arrived"
+    APPLY_FAILED = "event_apply_failed"
 
 
 class PointsError(StrEnum):

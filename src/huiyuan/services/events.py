@@ -115,11 +115,14 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
     if waiting is not None:
         refused = waiting.status == "done"  # else queued, or solo: still to be applied
         outcome = {"status": waiting.outcome_status, "body": waiting.outcome_body}
+        state = "queued"
+        if refused:  # a 4xx was the event's fault; a 5xx, Huiyuan's (send it again)
+            state = "failed" if waiting.outcome_status >= 500 else "rejected"
         return {
             "id": waiting.event_id,
             "type": waiting.type,
             "member_id": waiting.member_id,
-            "status": "rejected" if refused else "queued",
+            "status": state,
             "waiting_on": None,
             "received_at": waiting.queued_at.isoformat(),
             "applied_at": None,

@@ -52,6 +52,8 @@ from sqlalchemy import Connection, Row
 
 from huiyuan.db import queue_repo
 from huiyuan.db.uow import UnitOfWork, run_with_retry
+from huiyuan.domain.errors import EventError
+from huiyuan.schemas.problems import problem
 from huiyuan.schemas.validation import ValidEvent
 from huiyuan.services.context import Services
 from huiyuan.services.event_apply import (
@@ -213,19 +215,29 @@ def _apply_alone(
     """Apply each of these solo events alone: those of a failed batch whose requesters did not
     wait (nobody else would apply them soon), or those ``drain`` finds left behind. One that
     fails alone too stays solo for ``drain`` to try once more — or, on its ``last_try``, is
-    logged and dropped (its sender got a 5xx, or a ``queued`` it can check). Returns how many
-    were applied."""
+    logged and given a ``500 event_apply_failed`` outcome: ``GET /v1/events/{id}`` then says
+    ``failed`` (for as long as refusals are kept), and the sender may send it again. Returns
+    how many were applied."""
     count = 0
     for row in rows:
         try:
             _alone(svc, conn, row.sender, stored_event(row), row.id)
             count += 1
         except Exception:
-            fate = "dropped" if last_try else "left to drain"
+            fate = "given up" if last_try else "left to drain"
             log.exception("event %s/%s failed alone; %s", row.sender, row.event_id, fate)
             if last_try:
-                queue_repo.remove(conn, row.id)
+                queue_repo.fail(conn, row.id, _failed(row.event_id))
     return count
+
+
+def _failed(event_id: str) -> dict[str, Any]:
+    return problem(
+        500,
+        EventError.APPLY_FAILED,
+        f"event {event_id!r} could not be applied, alone or with others (the failure is "
+        "logged); nothing of it was stored: send it again",
+    )
 
 
 def _apply_queued(
