@@ -2,9 +2,9 @@
 
 The lots are generated in SQL (``INSERT … SELECT generate_series``) into one scratch database,
 with each member's points account holding exactly what their lots hold (and a few members
-holding a reservation, whose lots both sides must skip). That database is vacuumed and copied
-file by file, so the job and the statement start from identical data; afterwards the two
-databases are compared to prove they did the same work.
+holding a reservation that needs their due points, whose lots both sides must skip). That
+database is vacuumed and copied file by file, so the job and the statement start from
+identical data; afterwards the two databases are compared to prove they did the same work.
 """
 
 from __future__ import annotations
@@ -101,10 +101,15 @@ def set_based_sql(expired_account: str) -> sa.TextClause:
             SELECT l.id, l.program_id, l.member_id, l.remaining, l.expires_at
             FROM point_lots l
             WHERE l.status = 'active' AND l.remaining > 0 AND l.expires_at <= :now
-              AND NOT EXISTS (
+              AND NOT EXISTS (  -- a hold that needs the member's due points keeps them
                   SELECT 1 FROM point_accounts a
                   WHERE a.program_id = l.program_id AND a.member_id = l.member_id
-                    AND a.reserved > 0)
+                    AND a.reserved > 0
+                    AND a.available - (
+                        SELECT sum(x.remaining) FROM point_lots x
+                        WHERE x.program_id = a.program_id AND x.member_id = a.member_id
+                          AND x.status = 'active' AND x.remaining > 0
+                          AND x.expires_at <= :now) < a.reserved)
             FOR UPDATE OF l
         ), closed AS (
             UPDATE point_lots l SET status = 'expired', remaining = 0

@@ -82,6 +82,36 @@ def test_a_held_member_in_a_chunk_does_not_end_the_walk(api, clock):
     assert_reconciled(svc)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 1000])
+def test_a_held_member_loses_expired_points_the_hold_does_not_need(api, clock, chunk):
+    svc = api.svc
+    # given points live 10 days; u1 earned 100 then, five days later, 300; u2 earned 100 and
+    # 100, then 30 five days later
+    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
+    earn(svc, clock, "u1", "o1", 10000)
+    earn(svc, clock, "u2", "o2", 10000)
+    earn(svc, clock, "u2", "o3", 10000)
+    clock.advance(days=5)
+    earn(svc, clock, "u1", "o4", 30000)
+    earn(svc, clock, "u2", "o5", 3000)
+    # and each holds 50 points for a checkout
+    for member in ("u1", "u2"):
+        hold = {"id": f"res-{member}", "amount": 50, "ttl_seconds": 86_400}
+        assert api.post(f"/v1/members/{member}/points/reservations", hold).status_code == 201
+    # when the job runs 7 days later (the first lots expired 2 days ago, the later ones not yet)
+    clock.advance(days=7)
+    expired = points_jobs.expire_lots(svc, chunk=chunk)
+    # then u1's expired 100 went: the 300 still cover the hold
+    assert figures(svc, "u1") == (300, 0, 50, 0)
+    assert [lot["status"] for lot in lots_of(svc, "u1")] == ["expired", "active"]
+    # and u2 keeps both expired lots, whatever the chunks: without them 30 would not cover 50
+    assert figures(svc, "u2") == (230, 0, 50, 0)
+    assert [lot["status"] for lot in lots_of(svc, "u2")] == ["active"] * 3
+    assert expired == 1
+    assert system_total(svc, EXPIRED) == 100
+    assert_reconciled(svc)
+
+
 def test_a_run_cut_short_is_finished_by_the_next_one(svc, clock):
     # given u1 with five lots, 100 to 500 points, all expired
     apply(svc, document(expiry={"mode": "rolling", "days": 10}))

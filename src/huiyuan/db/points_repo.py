@@ -23,8 +23,10 @@ from sqlalchemy import (
     insert,
     literal,
     null,
+    or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -570,10 +572,12 @@ def expire_due_lots(
     ``expire:<lot>``), its two entries and its draw, and move each member's balance once.
 
     A lot is due when it is active, has points left and its expiry has passed. Its member's
-    points account is locked before the lot; a member holding a reservation is left alone, so a
-    hold is never left uncovered. Nothing here waits for a lock: an account or lot another
-    transaction holds is skipped, so the job can never deadlock with a redemption (which locks
-    the account, then the lots).
+    points account is locked before the lot. A member holding a reservation keeps their due
+    lots only if the hold needs them: if what is available without all of them still covers
+    the hold, they expire (all of them, whatever the chunks); else none does, until the hold is
+    captured, released or lapses (a later run). A hold is never left uncovered. Nothing here
+    waits for a lock: an account or lot another transaction holds is skipped, so the job can
+    never deadlock with a redemption (which locks the account, then the lots).
     """
     params = {
         "after": after,
@@ -606,7 +610,11 @@ _EXPIRE_CHUNK_PG = text(
         SELECT a.program_id, a.member_id
         FROM point_accounts a
         WHERE (a.program_id, a.member_id) IN (SELECT program_id, member_id FROM candidates)
-          AND a.reserved = 0
+          AND (a.reserved = 0 OR a.available - (
+                SELECT coalesce(sum(x.remaining), 0) FROM point_lots x
+                WHERE x.program_id = a.program_id AND x.member_id = a.member_id
+                  AND x.status = 'active' AND x.remaining > 0 AND x.expires_at <= :now
+              ) >= a.reserved)
         FOR UPDATE OF a SKIP LOCKED
     ), due AS MATERIALIZED (
         SELECT l.id, l.program_id, l.member_id, l.remaining, l.expires_at
@@ -673,16 +681,33 @@ def _expire_due_lots_portable(conn: Connection, params: dict[str, Any]) -> Expir
     scanned, last_id = conn.execute(select(func.count(), func.max(candidates.c.id))).one()
     if not scanned:
         return ExpiredChunk(0, 0, after)
-    unheld = (
-        select(point_accounts.c.member_id)
+    # Whose due lots may go (see ``expire_due_lots``), decided once: the statements below
+    # change balances before they close the lots.
+    in_range = (point_lots.c.id > after, point_lots.c.id <= last_id, *due)
+    every_due = point_lots.alias("every_due")
+    held_due = (
+        select(func.coalesce(func.sum(every_due.c.remaining), 0))
         .where(
-            point_accounts.c.program_id == point_lots.c.program_id,
-            point_accounts.c.member_id == point_lots.c.member_id,
-            point_accounts.c.reserved == 0,
+            every_due.c.program_id == point_accounts.c.program_id,
+            every_due.c.member_id == point_accounts.c.member_id,
+            every_due.c.status == "active",
+            every_due.c.remaining > 0,
+            every_due.c.expires_at <= now,
         )
-        .exists()
+        .scalar_subquery()
     )
-    chunk = (point_lots.c.id > after, point_lots.c.id <= last_id, *due, unheld)
+    owners = select(point_lots.c.program_id, point_lots.c.member_id).where(*in_range).distinct()
+    free = conn.execute(
+        select(point_accounts.c.program_id, point_accounts.c.member_id).where(
+            tuple_(point_accounts.c.program_id, point_accounts.c.member_id).in_(owners),
+            or_(
+                point_accounts.c.reserved == 0,
+                point_accounts.c.available - held_due >= point_accounts.c.reserved,
+            ),
+        )
+    ).all()
+    unheld = tuple_(point_lots.c.program_id, point_lots.c.member_id).in_([(p, m) for p, m in free])
+    chunk = (*in_range, unheld)
     idem_key = literal("expire:") + cast(point_lots.c.id, String)
     conn.execute(
         insert(point_txns).from_select(
