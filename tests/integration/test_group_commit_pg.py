@@ -157,23 +157,29 @@ def test_a_batch_that_fails_lets_each_of_its_events_apply_alone(pg, fragile_batc
     assert any("applying each alone" in r.getMessage() for r in caplog.records)
 
 
-def test_an_event_that_fails_alone_fails_only_its_own_request(pg, monkeypatch):
-    # given an event whose handling fails (a bug): in a batch, and alone
-    apply(pg, document())
+def break_event(monkeypatch: pytest.MonkeyPatch, event_id: str) -> None:
+    """Make the handling of one event fail (a bug), in a batch and alone; ``monkeypatch.undo()``
+    mends it."""
     batch, alone = group_commit._apply_rows, event_apply.apply_event
 
     def broken_batch(tx: Any, svc: Any, rows: Any) -> Any:
-        if any(row.event_id == "pay-3" for row in rows):
+        if any(row.event_id == event_id for row in rows):
             raise RuntimeError("a bug")
         return batch(tx, svc, rows)
 
     def broken_alone(tx: Any, svc: Any, sender: str, event: Any) -> Any:
-        if event.id == "pay-3":
+        if event.id == event_id:
             raise RuntimeError("a bug")
         return alone(tx, svc, sender, event)
 
     monkeypatch.setattr(group_commit, "_apply_rows", broken_batch)
     monkeypatch.setattr(event_apply, "apply_event", broken_alone)
+
+
+def test_an_event_that_fails_alone_fails_only_its_own_request(pg, monkeypatch):
+    # given an event whose handling fails (a bug): in a batch, and alone
+    apply(pg, document())
+    break_event(monkeypatch, "pay-3")
 
     def send(i: int) -> Any:
         try:
@@ -427,20 +433,7 @@ def test_a_queued_event_that_cannot_be_applied_says_failed_and_can_be_sent_again
     # given a payment whose handling fails every time (a bug), sent without waiting while a
     # leader was at work, and its batch failing with it
     apply(pg, document())
-    batch, alone = group_commit._apply_rows, event_apply.apply_event
-
-    def broken_batch(tx: Any, svc: Any, rows: Any) -> Any:
-        if any(row.event_id == "pay-1" for row in rows):
-            raise RuntimeError("a bug")
-        return batch(tx, svc, rows)
-
-    def broken_alone(tx: Any, svc: Any, sender: str, event: Any) -> Any:
-        if event.id == "pay-1":
-            raise RuntimeError("a bug")
-        return alone(tx, svc, sender, event)
-
-    monkeypatch.setattr(group_commit, "_apply_rows", broken_batch)
-    monkeypatch.setattr(event_apply, "apply_event", broken_alone)
+    break_event(monkeypatch, "pay-1")
     with leader_at_work(pg):
         assert send_async(pg, order(1, "u1", 1000)).status == 202
     # when the next leader fails it alone, and the drain job fails it once more, its last try
@@ -457,8 +450,7 @@ def test_a_queued_event_that_cannot_be_applied_says_failed_and_can_be_sent_again
     assert status["first_response"]["status"] == 500
     assert status["result"]["code"] == "event_apply_failed"
     # and once the bug is gone, the same event sent again is applied
-    monkeypatch.setattr(group_commit, "_apply_rows", batch)
-    monkeypatch.setattr(event_apply, "apply_event", alone)
+    monkeypatch.undo()
     assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
     assert event_service.event_status(pg, SYSTEM, "pay-1")["status"] == "applied"
     assert row_counts(pg)["orders"] == 2
