@@ -360,11 +360,13 @@ point_entries = Table(
     CheckConstraint("amount <> 0", name="non_zero"),
     CheckConstraint("(account = 'member') = (member_id is not null)", name="member_leg"),
 )
-Index(
+Index(  # member legs only: the system leg is never looked up by member (migration 0008)
     "ix_point_entries_member",
     point_entries.c.program_id,
     point_entries.c.member_id,
     point_entries.c.occurred_at,
+    postgresql_where=point_entries.c.member_id.is_not(None),
+    sqlite_where=point_entries.c.member_id.is_not(None),
 )
 
 point_lots = Table(
@@ -522,11 +524,13 @@ wallet_entries = Table(
     CheckConstraint("amount <> 0", name="non_zero"),
     CheckConstraint("(account = 'member') = (member_id is not null)", name="member_leg"),
 )
-Index(
+Index(  # member legs only: the system leg is never looked up by member (migration 0008)
     "ix_wallet_entries_member",
     wallet_entries.c.program_id,
     wallet_entries.c.member_id,
     wallet_entries.c.occurred_at,
+    postgresql_where=wallet_entries.c.member_id.is_not(None),
+    sqlite_where=wallet_entries.c.member_id.is_not(None),
 )
 
 wallet_recharges = Table(
