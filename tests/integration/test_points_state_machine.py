@@ -223,12 +223,17 @@ class Ledger:
         order.status = "cancelled"
 
     def expire(self, now: datetime) -> None:
-        for lot in self.lots:
-            if lot.status != "active" or lot.expires is None or lot.expires > now:
-                continue
+        due = [
+            lot
+            for lot in self.lots
+            if lot.status == "active" and lot.expires is not None and lot.expires <= now
+        ]
+        # a hold keeps the due points only if it needs them (all of them, or none go)
+        needed = self.available - sum(lot.remaining for lot in due) < self.reserved
+        for lot in due:
             if lot.remaining == 0:
                 lot.status = "closed"
-            elif self.reserved == 0:
+            elif not needed:
                 lot.lapsed = lot.remaining
                 self.available -= lot.remaining
                 lot.remaining = 0
