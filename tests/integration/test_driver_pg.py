@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sqlalchemy.exc import DBAPIError
 
 from huiyuan.db import driver
+from huiyuan.db.engine import make_engine
 from huiyuan.services.context import Services
 
 # PostgreSQL text holds any character but NUL.
@@ -54,3 +55,20 @@ def test_an_error_comes_out_as_sqlalchemys_and_the_transaction_is_usable_after_a
         assert not raised.value.connection_invalidated
         conn.rollback()
         assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1
+
+
+def test_sessions_are_in_utc_and_options_in_the_url_are_kept(pg_url: str) -> None:
+    # given a database URL that sets a session option of its own
+    url = sa.engine.make_url(pg_url).update_query_dict({"options": "-c application_name=hy-test"})
+    engine = make_engine(url.render_as_string(hide_password=False), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            # then the session has both its own option and UTC
+            assert conn.execute(sa.text("SHOW application_name")).scalar_one() == "hy-test"
+            assert conn.execute(sa.text("SHOW TimeZone")).scalar_one() == "UTC"
+            # and an instant read on the driver's connection is in UTC too
+            found = driver.one(conn, "SELECT TIMESTAMPTZ '2026-11-24 08:00:00+08' AS t", ())
+            assert found.t.utcoffset().total_seconds() == 0
+            assert found.t.hour == 0
+    finally:
+        engine.dispose()

@@ -27,8 +27,13 @@ def make_engine(url: str, *, pre_ping: bool = False, **kwargs: Any) -> Engine:
         kwargs.setdefault("max_overflow", 20)
         kwargs.setdefault("pool_pre_ping", pre_ping)
     # Instants come back in UTC from the driver too, as ``UTCDateTime`` gives them through
-    # SQLAlchemy (``db.driver`` runs some statements without it).
-    kwargs.setdefault("connect_args", {}).setdefault("options", "-c TimeZone=UTC")
+    # SQLAlchemy (``db.driver`` runs some statements without it). Options given in the URL
+    # (``?options=-c search_path=…``) are kept: the driver would let ours replace them.
+    connect_args = kwargs.setdefault("connect_args", {})
+    given = connect_args.get("options") or parsed.query.get("options") or ""
+    if isinstance(given, tuple):  # the option repeated in the URL
+        given = " ".join(given)
+    connect_args["options"] = f"{given} -c TimeZone=UTC".strip()
     return create_engine(url, **kwargs)
 
 
