@@ -128,8 +128,9 @@ def release(conn: Connection, part: int) -> None:
     driver.one(conn, _RELEASE, (LOCK_CLASS, part))
 
 
-def take(conn: Connection, part: int, limit: int) -> Sequence[Row[Any]]:
-    """The partition's queued events, oldest first (the leader's batch)."""
+def take(conn: Connection, part: int, limit: int) -> Sequence[Any]:
+    """The partition's queued events, oldest first (the leader's batch): rows with the
+    queue's columns as attributes (named tuples, from ``db.driver``)."""
     return driver.rows(conn, _TAKE, {"p_part": part, "p_limit": limit})
 
 
