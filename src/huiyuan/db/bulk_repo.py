@@ -26,13 +26,14 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
+    literal_column,
     select,
-    text,
     tuple_,
     update,
     values,
 )
 from sqlalchemy import column as sql_column
+from sqlalchemy.dialects import postgresql
 
 from huiyuan.db import driver
 from huiyuan.db.points_repo import empty_account
@@ -90,13 +91,6 @@ def _pairs(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]
 
 
 @cache
-def _seen_events(pg: bool) -> Select[Any]:
-    return select(events.c.event_id).where(
-        events.c.sender == bindparam("sender"), _among(pg, events.c.event_id, "ids")
-    )
-
-
-@cache
 def _members_locked(pg: bool, skip_locked: bool) -> Select[Any]:
     return (
         select(members.c.member_id)
@@ -109,25 +103,6 @@ def _members_locked(pg: bool, skip_locked: bool) -> Select[Any]:
 @cache
 def _members_existing(pg: bool) -> Select[Any]:
     return select(members.c.member_id).where(_among(pg, members.c.member_id, "ids"))
-
-
-@cache
-def _enrollments(pg: bool) -> Select[Any]:
-    return select(enrollments.c.member_id, enrollments.c.program_id).where(
-        _among(pg, enrollments.c.member_id, "ids")
-    )
-
-
-@cache
-def _orders_existing(pg: bool) -> Select[Any]:
-    return select(orders.c.order_id).where(_among(pg, orders.c.order_id, "ids"))
-
-
-@cache
-def _keys_waited(pg: bool) -> Select[Any]:
-    return select(events.c.waiting_on).where(
-        events.c.status == "deferred", _among(pg, events.c.waiting_on, "ids")
-    )
 
 
 @cache
@@ -167,14 +142,6 @@ def _terms(pg: bool) -> Select[Any]:
         .where(_among(pg, s.member_id, "ids"), s.status != "refunded")
         .order_by(s.program_id, s.id)
     )
-
-
-def seen_events(conn: Connection, sender: str, event_ids: Sequence[str]) -> set[str]:
-    """Which of these event ids the sender has used already (those replay, elsewhere)."""
-    if not event_ids:
-        return set()
-    found = _fetch(conn, _seen_events(_is_pg(conn)), {"sender": sender, "ids": list(event_ids)})
-    return {event_id for (event_id,) in found}
 
 
 def lock_members(
@@ -220,17 +187,41 @@ class PaymentFacts:
     waited: set[str]  # keys deferred events wait on
 
 
-_FACTS = text(
-    "SELECT "
-    "ARRAY(SELECT event_id FROM events WHERE sender = :sender "
-    "AND event_id = ANY(CAST(:event_ids AS varchar[]))) AS seen, "
-    "ARRAY(SELECT ARRAY[member_id, program_id] FROM enrollments "
-    "WHERE member_id = ANY(CAST(:member_ids AS varchar[]))) AS enrolled, "
-    "ARRAY(SELECT order_id FROM orders WHERE order_id = ANY(CAST(:order_ids AS varchar[]))) "
-    "AS paid, "
-    "ARRAY(SELECT waiting_on FROM events WHERE status = 'deferred' "
-    "AND waiting_on = ANY(CAST(:keys AS varchar[]))) AS waited"
-)
+@cache
+def _lookups(pg: bool) -> tuple[Select[Any], Select[Any], Select[Any], Select[Any]]:
+    """The reads of ``payment_facts``: event ids the sender used already, the members'
+    (member, program) enrollments, order ids recorded already, keys deferred events wait on."""
+    return (
+        select(events.c.event_id).where(
+            events.c.sender == bindparam("sender"), _among(pg, events.c.event_id, "event_ids")
+        ),
+        select(enrollments.c.member_id, enrollments.c.program_id).where(
+            _among(pg, enrollments.c.member_id, "member_ids")
+        ),
+        select(orders.c.order_id).where(_among(pg, orders.c.order_id, "order_ids")),
+        select(events.c.waiting_on).where(
+            events.c.status == "deferred", _among(pg, events.c.waiting_on, "keys")
+        ),
+    )
+
+
+@cache
+def _facts() -> Select[Any]:
+    """PostgreSQL: the four lookups in one statement, each as an array (of pairs, for
+    enrollments)."""
+
+    def listed(lookup: Select[Any]) -> Any:
+        columns = list(lookup.selected_columns)
+        value = columns[0] if len(columns) == 1 else postgresql.array(columns)
+        empty: Any = literal_column("'{}'")  # an empty array, of the aggregate's type
+        return lookup.with_only_columns(
+            func.coalesce(func.array_agg(value), empty)
+        ).scalar_subquery()
+
+    seen, enrolled, paid, waited = (listed(lookup) for lookup in _lookups(True))
+    return select(
+        seen.label("seen"), enrolled.label("enrolled"), paid.label("paid"), waited.label("waited")
+    )
 
 
 def payment_facts(
@@ -244,55 +235,25 @@ def payment_facts(
     """The facts of many payments, read after their members and waiting keys are locked
     (``events_repo.lock_waiting_keys``). On PostgreSQL one statement (a batch from group commit
     holds a handful of events, and a statement costs more than its rows); on SQLite one each."""
-    events_, members_ = sorted(set(event_ids)), sorted(set(member_ids))
-    orders_, keys_ = sorted(set(order_ids)), sorted(set(keys))
+    params = {
+        "sender": sender,
+        "event_ids": sorted(set(event_ids)),
+        "member_ids": sorted(set(member_ids)),
+        "order_ids": sorted(set(order_ids)),
+        "keys": sorted(set(keys)),
+    }
     if _is_pg(conn):
-        found = driver.one(
-            conn,
-            _FACTS,
-            {
-                "sender": sender,
-                "event_ids": events_,
-                "member_ids": members_,
-                "order_ids": orders_,
-                "keys": keys_,
-            },
-        )
-        enrolled: dict[str, set[str]] = {}
-        for member_id, program_id in found.enrolled:
-            enrolled.setdefault(member_id, set()).add(program_id)
-        return PaymentFacts(set(found.seen), enrolled, set(found.paid), set(found.waited))
-    return PaymentFacts(
-        seen_events(conn, sender, events_),
-        enrollments_of(conn, members_),
-        existing_orders(conn, orders_),
-        keys_waited_on(conn, keys_),
-    )
-
-
-def enrollments_of(conn: Connection, member_ids: Iterable[str]) -> dict[str, set[str]]:
-    ids = sorted(set(member_ids))
-    found: dict[str, set[str]] = {}
-    if ids:
-        for member_id, program_id in _fetch(conn, _enrollments(_is_pg(conn)), {"ids": ids}):
-            found.setdefault(member_id, set()).add(program_id)
-    return found
-
-
-def existing_orders(conn: Connection, order_ids: Iterable[str]) -> set[str]:
-    ids = sorted(set(order_ids))
-    if not ids:
-        return set()
-    return {order_id for (order_id,) in _fetch(conn, _orders_existing(_is_pg(conn)), {"ids": ids})}
-
-
-def keys_waited_on(conn: Connection, keys: Iterable[str]) -> set[str]:
-    """Which of these keys deferred events wait on (``events_repo.lock_waiting_keys`` first)."""
-    ordered = sorted(set(keys))
-    if not ordered:
-        return set()
-    found = _fetch(conn, _keys_waited(_is_pg(conn)), {"ids": ordered})
-    return {key for (key,) in found if key is not None}
+        seen, pairs, paid, waited = driver.one(conn, _facts(), params)
+    else:
+        seen_q, enrolled_q, paid_q, waited_q = _lookups(False)
+        seen = conn.scalars(seen_q, params).all()
+        pairs = conn.execute(enrolled_q, params).all()
+        paid = conn.scalars(paid_q, params).all()
+        waited = conn.scalars(waited_q, params).all()
+    enrolled: dict[str, set[str]] = {}
+    for member_id, program_id in pairs:
+        enrolled.setdefault(member_id, set()).add(program_id)
+    return PaymentFacts(set(seen), enrolled, set(paid), {key for key in waited if key})
 
 
 def lock_accounts(

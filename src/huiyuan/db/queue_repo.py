@@ -26,6 +26,10 @@ from huiyuan.db.types import as_json
 
 LOCK_CLASS = 0x4859_4743  # "HYGC"
 
+# A row of ``event_queue`` as ``take`` and ``solo_before`` give it (``db.driver``'s named
+# tuples): its columns as attributes.
+QueueRow = Any
+
 _QUEUED_COLUMNS = ("sender", "event_id", "type", "member_id", "store_id", "occurred_at")
 _ENQUEUE = "SELECT o_id, o_behind, o_lead FROM huiyuan_enqueue(%s, %s, %s::jsonb, %s, %s)"
 _COLLECT = "SELECT o_state, o_status, o_body, o_replayed FROM huiyuan_collect(%s, %s, %s)"
@@ -52,6 +56,12 @@ _RECORD = (
     "AS o(id bigint, status int, body jsonb, replayed boolean) "
     "WHERE q.id = o.id "
     "RETURNING 1"
+)
+_SOLO_BEFORE = (
+    select(q)
+    .where(q.c.status == "solo", q.c.queued_at < bindparam("p_before"))
+    .order_by(q.c.id)
+    .limit(bindparam("p_limit"))
 )
 _REMOVE = delete(q).where(q.c.id == bindparam("p_id"))
 _FAIL = (
@@ -128,9 +138,8 @@ def release(conn: Connection, part: int) -> None:
     driver.one(conn, _RELEASE, (LOCK_CLASS, part))
 
 
-def take(conn: Connection, part: int, limit: int) -> Sequence[Any]:
-    """The partition's queued events, oldest first (the leader's batch): rows with the
-    queue's columns as attributes (named tuples, from ``db.driver``)."""
+def take(conn: Connection, part: int, limit: int) -> Sequence[QueueRow]:
+    """The partition's queued events, oldest first (the leader's batch)."""
     return driver.rows(conn, _TAKE, {"p_part": part, "p_limit": limit})
 
 
@@ -180,11 +189,9 @@ def parts_with_work(conn: Connection, queued_before: datetime | None = None) -> 
     return [int(p) for p in conn.scalars(query.distinct())]
 
 
-def solo_before(conn: Connection, before: datetime, limit: int) -> Sequence[Row[Any]]:
-    query = (
-        select(q).where(q.c.status == "solo", q.c.queued_at < before).order_by(q.c.id).limit(limit)
-    )
-    return conn.execute(query).all()
+def solo_before(conn: Connection, before: datetime, limit: int) -> Sequence[QueueRow]:
+    """Solo events queued before ``before``, oldest first (``drain``)."""
+    return driver.rows(conn, _SOLO_BEFORE, {"p_before": before, "p_limit": limit})
 
 
 def forget_done(conn: Connection, before: datetime) -> int:

@@ -113,10 +113,12 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
         row = events_repo.get_event(conn, principal.owner_id, event_id)
         waiting = None if row is not None else queue_repo.find(conn, principal.owner_id, event_id)
     if waiting is not None:
-        refused = waiting.status == "done"  # else queued, or solo: still to be applied
+        # 'done' without an inbox row: refused (4xx, the event's fault) or failed (5xx,
+        # Huiyuan's: send it again); else queued, or solo: still to be applied
+        settled = waiting.status == "done"
         outcome = {"status": waiting.outcome_status, "body": waiting.outcome_body}
         state = "queued"
-        if refused:  # a 4xx was the event's fault; a 5xx, Huiyuan's (send it again)
+        if settled:
             state = "failed" if waiting.outcome_status >= 500 else "rejected"
         return {
             "id": waiting.event_id,
@@ -126,8 +128,8 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
             "waiting_on": None,
             "received_at": waiting.queued_at.isoformat(),
             "applied_at": None,
-            "first_response": outcome if refused else None,
-            "result": waiting.outcome_body if refused else None,
+            "first_response": outcome if settled else None,
+            "result": waiting.outcome_body if settled else None,
         }
     if row is None:
         raise not_found(EventError.EVENT_NOT_FOUND, f"no event {event_id!r} from this sender")

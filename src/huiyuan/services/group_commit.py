@@ -48,9 +48,10 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
 from huiyuan.db import queue_repo
+from huiyuan.db.queue_repo import QueueRow
 from huiyuan.db.uow import UnitOfWork, run_with_retry
 from huiyuan.domain.errors import EventError
 from huiyuan.schemas.problems import problem
@@ -210,7 +211,7 @@ def _lead_rounds(
 
 
 def _apply_alone(
-    svc: Services, conn: Connection, rows: list[Row[Any]], *, last_try: bool = False
+    svc: Services, conn: Connection, rows: list[QueueRow], *, last_try: bool = False
 ) -> int:
     """Apply each of these solo events alone: those of a failed batch whose requesters did not
     wait (nobody else would apply them soon), or those ``drain`` finds left behind. One that
@@ -248,7 +249,7 @@ def _apply_queued(
     do not wait are deleted too, unless their event was refused: nothing of a refused event is
     stored, so its queue row keeps the refusal for ``GET /v1/events/{id}`` (for an hour, see
     ``drain``)."""
-    taken: list[Row[Any]] = []
+    taken: list[QueueRow] = []
 
     def attempt() -> tuple[int, EventOutcome | None]:
         with _transaction(svc, conn) as tx:
@@ -287,14 +288,14 @@ def _apply_queued(
 
 
 class _BatchFailed(Exception):
-    def __init__(self, unwaited: list[Row[Any]]) -> None:
+    def __init__(self, unwaited: list[QueueRow]) -> None:
         super().__init__(f"a batch failed; {len(unwaited)} of its events have nobody waiting")
         self.unwaited = unwaited
 
 
 def _apply_rows(tx: UnitOfWork, svc: Services, rows: Any) -> dict[int, EventOutcome]:
     """Apply queued rows, each sender's with its own identity; outcomes by row id."""
-    by_sender: dict[str, list[Row[Any]]] = defaultdict(list)
+    by_sender: dict[str, list[QueueRow]] = defaultdict(list)
     for row in rows:
         by_sender[row.sender].append(row)
     outcomes: dict[int, EventOutcome] = {}
