@@ -405,14 +405,22 @@ def write(
         )
         params[f"r{n}"] = as_json(rows)
     if moves:
+        # Arrays, not a JSON document: the planner knows how many rows ``unnest`` gives (or
+        # counts 10), while it counts ``jsonb_to_recordset`` as 100 rows; against a program
+        # of up to some 20,000 accounts that made every batch a hash join over all of them,
+        # a sequential scan (0.4 ms at 5,000 accounts, 1.6 ms at 20,000) where a few
+        # primary-key probes do.
         parts.append(
             "moved AS (UPDATE point_accounts AS a SET pending = a.pending + m.d, "
             "updated_at = CAST(%(at)s AS timestamptz) "
-            "FROM jsonb_to_recordset(CAST(%(moves)s AS jsonb)) AS m(p text, member text, d bigint) "
+            "FROM unnest(CAST(%(move_p)s AS text[]), CAST(%(move_m)s AS text[]), "
+            "CAST(%(move_d)s AS bigint[])) AS m(p, member, d) "
             "WHERE a.program_id = m.p AND a.member_id = m.member)"
         )
         params["at"] = at
-        params["moves"] = as_json([{"p": p, "member": m, "d": d} for (p, m), d in moves])
+        params["move_p"] = [p for (p, _), _ in moves]
+        params["move_m"] = [m for (_, m), _ in moves]
+        params["move_d"] = [d for _, d in moves]
     if terms_used:
         parts.append(
             "used AS (UPDATE subscriptions SET benefit_used = true "
