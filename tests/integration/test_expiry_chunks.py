@@ -35,6 +35,13 @@ def expiry_txns(svc: Services) -> list[Any]:
     return rows(svc, tables.point_txns, kind="expire")
 
 
+def stored_available(svc: Services, member: str = "u1") -> int:
+    """The account's ``available`` as stored: it includes lots past their expiry the job has
+    not closed yet, which the API does not show."""
+    (account,) = rows(svc, tables.point_accounts, member_id=member)
+    return int(account["available"])
+
+
 def test_a_held_member_in_a_chunk_does_not_end_the_walk(api, clock):
     svc = api.svc
     # given points live 10 days, and three members earned in turn, so their lots interleave:
@@ -128,9 +135,12 @@ def test_a_run_cut_short_is_finished_by_the_next_one(svc, clock):
 
     with pytest.raises(Killed):
         points_jobs.expire_lots(svc, chunk=2, progress=die)
-    # then those two lots are expired and the ledger adds up
+    # then those two lots are expired and the ledger adds up: the account still holds the
+    # other three lots' 1,200 points (which the API does not show as available: they are past
+    # their expiry, and the next spend would expire them first)
     assert [lot["status"] for lot in lots_of(svc)] == ["expired"] * 2 + ["active"] * 3
-    assert figures(svc) == (1200, 0, 0, 0)
+    assert stored_available(svc) == 1200
+    assert figures(svc) == (0, 0, 0, 0)
     assert len(expiry_txns(svc)) == 2
     assert_reconciled(svc)
     # when the job runs again, it expires the other three
@@ -170,8 +180,8 @@ def test_an_account_locked_elsewhere_is_stepped_over_not_waited_for(pg, clock):
     lock = sa.select(accounts).where(accounts.c.member_id == "u1").with_for_update()
     # then it does not wait: u2's lots expire, u1's stay for the next run
     assert expire_beside(pg, lock) == 2
-    assert figures(pg, "u1") == (400, 0, 0, 0)
-    assert figures(pg, "u2") == (0, 0, 0, 0)
+    assert stored_available(pg, "u1") == 400  # (not shown as available: past their expiry)
+    assert stored_available(pg, "u2") == 0
     assert_reconciled(pg)
     # and the next run takes u1's
     assert points_jobs.expire_lots(pg, chunk=2) == 2
@@ -192,7 +202,7 @@ def test_a_lot_locked_elsewhere_waits_and_the_balance_moves_by_the_others_only(p
     # then the other two expire and the balance drops by their 400 points only
     assert expire_beside(pg, lock) == 2
     assert [lot["status"] for lot in lots_of(pg)] == ["expired", "active", "expired"]
-    assert figures(pg) == (200, 0, 0, 0)
+    assert stored_available(pg) == 200
     assert_reconciled(pg)
     # and the next run takes the last one
     assert points_jobs.expire_lots(pg) == 1

@@ -109,6 +109,24 @@ class Ledger:
     def spendable(self) -> int:
         return self.available - self.reserved
 
+    def lapsing(self, now: datetime) -> int:
+        """Points of lots past their expiry that would expire now (the job's rule: all of
+        them, unless a hold needs them)."""
+        due = sum(
+            lot.remaining
+            for lot in self.lots
+            if lot.status == "active" and lot.expires is not None and lot.expires <= now
+        )
+        return due if self.available - due >= self.reserved else 0
+
+    def shown_available(self, now: datetime) -> int:
+        """``available`` as the API shows it: without points past their expiry."""
+        return self.available - self.lapsing(now)
+
+    def spendable_at(self, now: datetime) -> int:
+        """What a spend may take at ``now``: it expires the due lots first."""
+        return self.shown_available(now) - self.reserved
+
     def new_lot(self, amount: int, status: str, expires: datetime | None) -> Lot:
         lot = Lot(amount, amount, status, expires, seq=len(self.lots))
         self.lots.append(lot)
@@ -149,6 +167,7 @@ class Ledger:
         if hold is not None and hold.status != "captured":
             if hold.amount > dp.max_deduction_points(REDEMPTION, order.amount + hold.amount):
                 return False
+            self.expire(now, close_spent=False)  # while the hold keeps what it needs
             if hold.status == "held":
                 self.reserved -= hold.amount
                 covered = hold.amount
@@ -173,6 +192,7 @@ class Ledger:
             self.into_available(lot, lot.remaining)
 
     def refund(self, order: Order, refunded_total: int, now: datetime) -> None:
+        self.expire(now, close_spent=False)
         lot = order.lot
         if lot is not None and lot.status != "cancelled":
             due = dp.clawback_due(lot.amount, lot.clawed, refunded_total, order.amount)
@@ -222,7 +242,9 @@ class Ledger:
         self.refund(order, order.amount, now)
         order.status = "cancelled"
 
-    def expire(self, now: datetime) -> None:
+    def expire(self, now: datetime, close_spent: bool = True) -> None:
+        """The expiry job (``close_spent``: it also closes spent-out lots past their expiry),
+        or a spend expiring its member's due lots first."""
         due = [
             lot
             for lot in self.lots
@@ -232,7 +254,8 @@ class Ledger:
         needed = self.available - sum(lot.remaining for lot in due) < self.reserved
         for lot in due:
             if lot.remaining == 0:
-                lot.status = "closed"
+                if close_spent:
+                    lot.status = "closed"
             elif not needed:
                 lot.lapsed = lot.remaining
                 self.available -= lot.remaining
@@ -416,7 +439,7 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
 
         def spend_amount(self, amount: int, overdraw: bool) -> int:
             """Mostly an amount the member can afford; sometimes one beyond it."""
-            spendable = self.model.spendable
+            spendable = self.model.spendable_at(self.now())
             if overdraw or spendable <= 0:
                 return max(spendable, 0) + amount
             return amount % spendable + 1
@@ -438,9 +461,10 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
                 )
             except DomainError as error:
                 assert str(error.code) in ("insufficient_points", "member_not_found")
-                assert amount > self.model.spendable or not self.model.orders
+                assert amount > self.model.spendable_at(self.now()) or not self.model.orders
                 return
-            assert amount <= self.model.spendable
+            assert amount <= self.model.spendable_at(self.now())
+            self.model.expire(self.now(), close_spent=False)
             expires = self.now() + timedelta(seconds=HOLD_SECONDS)
             self.model.holds[hold_id] = Hold(hold_id, amount, expires)
             self.model.reserved += amount
@@ -453,6 +477,8 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
             points.release_reservation(svc, SYSTEM, self.member, hold.hold_id, None)
             hold.status = "released"
             self.model.reserved -= hold.amount
+            # the balance in the answer expires the due lots the hold no longer keeps
+            self.model.expire(self.now(), close_spent=False)
 
         @rule(amount=st.integers(1, 600), overdraw=st.booleans())
         def redeem(self, amount: int, overdraw: bool) -> None:
@@ -461,9 +487,10 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
                 points.redeem(svc, SYSTEM, self.member, self.fresh("red"), amount, "mall", None)
             except DomainError as error:
                 assert str(error.code) in ("insufficient_points", "member_not_found")
-                assert amount > self.model.spendable or not self.model.orders
+                assert amount > self.model.spendable_at(self.now()) or not self.model.orders
                 return
-            assert amount <= self.model.spendable
+            assert amount <= self.model.spendable_at(self.now())
+            self.model.expire(self.now(), close_spent=False)
             self.model.take(amount)
 
         @precondition(lambda self: self.model.orders)
@@ -473,15 +500,18 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
                 points.adjust(svc, SYSTEM, self.member, self.fresh("adj"), amount, "fix", None)
             except DomainError as error:
                 assert str(error.code) == "insufficient_points"
-                assert -amount > self.model.spendable
+                assert -amount > self.model.spendable_at(self.now())
                 return
             if amount > 0:
                 lot = self.model.new_lot(
                     amount, "active", dp.expires_at(EXPIRY, self.now(), SHANGHAI)
                 )
                 self.model.into_available(lot, amount)
+                # the balance in the answer expires the due lots, as a spend would
+                self.model.expire(self.now(), close_spent=False)
             else:
-                assert -amount <= self.model.spendable
+                assert -amount <= self.model.spendable_at(self.now())
+                self.model.expire(self.now(), close_spent=False)
                 self.model.take(-amount)
 
         # ------------------------------------------------------------ time
@@ -518,7 +548,8 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
             assert found["available"] >= 0 and found["debt"] >= 0
             assert found["reserved"] <= found["available"]
             figures = (found["available"], found["pending"], found["reserved"], found["debt"])
-            assert figures == (model.available, model.pending, model.reserved, model.debt)
+            shown = model.shown_available(self.now())
+            assert figures == (shown, model.pending, model.reserved, model.debt)
 
         @invariant()
         def lots_are_what_the_model_says(self) -> None:

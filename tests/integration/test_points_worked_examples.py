@@ -405,6 +405,101 @@ def test_a_member_is_reminded_once_of_each_lot_about_to_expire(svc, clock):
     assert_reconciled(svc)
 
 
+def test_points_past_their_expiry_cannot_be_spent_before_the_job_runs(api, clock):
+    svc = api.svc
+    # given 100 points expiring after 10 days and 50 earned 5 days later
+    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
+    earn(svc, clock, "o1", 10000)
+    clock.advance(days=5)
+    earn(svc, clock, "o2", 5000)
+    first, second = lots_of(svc)
+    # when the first lot's expiry has passed and the expiry job has not run yet
+    clock.advance(days=7)
+    # then the member is shown 50 available, and only the second lot as expiring
+    shown = api.get("/v1/members/u1/points").json()
+    assert (shown["available"], shown["spendable"]) == (50, 50)
+    assert shown["expiring_30d"]["lots"] == [
+        {"expires_at": second["expires_at"].isoformat(), "points": 50}
+    ]
+    # when they try to redeem 80
+    transactions = len(rows(svc, tables.point_txns))
+    response = redeem(api, 80)
+    # then it is refused with what they have, and nothing is written, not even the expiry
+    assert response.status_code == 409
+    assert response.json()["code"] == "insufficient_points"
+    assert "50 available" in response.json()["detail"]
+    assert len(rows(svc, tables.point_txns)) == transactions
+    assert one(svc, tables.point_lots, id=first["id"])["status"] == "active"
+    # when they redeem 50
+    response = redeem(api, 50, "red-2")
+    # then the first lot expires (dated at its expiry, by the expiry's own reasons) and the
+    # 50 come from the second one
+    assert response.status_code == 201, response.json()
+    assert response.json()["balance"]["available"] == 0
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc)] == [
+        ("expired", 0),
+        ("active", 0),
+    ]
+    (expiry,) = history(svc, kind="expire")
+    assert expiry["available"] == -100
+    assert expiry["occurred_at"] == first["expires_at"].isoformat()
+    assert expiry["reason"] == {"zh": "积分过期", "en": "points expired"}
+    assert system_total(svc, "system:expired") == 100
+    # and the job, when it comes, finds nothing left to expire
+    assert points_jobs.expire_lots(svc) == 0
+    assert_reconciled(svc)
+
+
+def test_a_hold_placed_before_expiry_is_captured_in_full_after_it(api, clock):
+    svc = api.svc
+    # given 100 points expiring after 10 days, 50 more expiring later, and 120 held at a
+    # checkout an hour before the first 100 expire
+    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
+    earn(svc, clock, "o1", 10000)
+    clock.advance(days=5)
+    earn(svc, clock, "o2", 5000)
+    expires_at = lots_of(svc)[0]["expires_at"]
+    clock.now = expires_at - timedelta(hours=1)
+    assert reserve(api, 120, order_id="o3", ttl_seconds=86_400).status_code == 201
+    # when their expiry passes while the order is being paid
+    clock.now = expires_at + timedelta(hours=1)
+    # then the hold still keeps the points it needs: all 150 stay available, 30 spendable
+    shown = api.get("/v1/members/u1/points").json()
+    assert (shown["available"], shown["reserved"], shown["spendable"]) == (150, 120, 30)
+    # when the order is paid with the hold
+    effects = pay(svc, clock, "o3", 30000, points_reservation_id="res-1")
+    # then all 120 are captured, the expired lot first, and nothing expires
+    assert the_effect(effects, "points.captured")["points"] == 120
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc)[:2]] == [
+        ("active", 0),
+        ("active", 30),
+    ]
+    assert history(svc, kind="expire") == []
+    assert figures(svc)[0] == 30
+    assert_reconciled(svc)
+
+
+def test_a_refund_after_its_points_expired_takes_back_the_lapse_not_other_points(api, clock):
+    svc = api.svc
+    # given 100 points from o1 expiring after 10 days, and 50 from o2 earned 5 days later
+    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
+    earn(svc, clock, "o1", 10000)
+    clock.advance(days=5)
+    earn(svc, clock, "o2", 5000)
+    # when o1 is refunded in full after its points' expiry, before the expiry job ran
+    clock.advance(days=7)
+    clawed = the_effect(refund(svc, clock, "o1", "r1", 10000), "points.clawed_back")
+    # then the 100 points are taken back from what lapsed: o2's 50 are untouched, no debt
+    assert (clawed["points"], clawed["debt"]) == (100, 0)
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc)] == [
+        ("expired", 0),
+        ("active", 50),
+    ]
+    assert figures(svc) == (50, 0, 0, 0)
+    assert system_total(svc, "system:expired") == 0  # the lapse, taken back
+    assert_reconciled(svc)
+
+
 def test_expiry_waits_while_the_member_holds_a_reservation(api, clock):
     svc = api.svc
     # given 100 points expiring after 10 days, 60 of them held at a checkout

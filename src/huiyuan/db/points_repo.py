@@ -566,10 +566,13 @@ def expire_due_lots(
     now: datetime,
     at: datetime,
     labels: ExpiryLabels,
+    member: tuple[str, str] | None = None,
 ) -> ExpiredChunk:
     """Expire the next ``limit`` due lots with an id above ``after``, set-based, in the caller's
     transaction: close each lot, write its ``expire`` transaction (idempotency key
     ``expire:<lot>``), its two entries and its draw, and move each member's balance once.
+    With ``member`` (program id, member id), only that member's lots: a spend expires its
+    member's due lots first, having locked the account (``PointsBook``).
 
     A lot is due when it is active, has points left and its expiry has passed. Its member's
     points account is locked before the lot. A member holding a reservation keeps their due
@@ -589,20 +592,22 @@ def expire_due_lots(
         "reason_en": labels.reason_en,
         "expired_account": labels.expired_account,
     }
+    if member is not None:
+        params["program"], params["member"] = member
     if conn.dialect.name == "postgresql":
-        expired, scanned, last_id = conn.execute(_EXPIRE_CHUNK_PG, params).one()
+        statement = _EXPIRE_CHUNK_PG if member is None else _EXPIRE_MEMBER_PG
+        expired, scanned, last_id = conn.execute(statement, params).one()
         return ExpiredChunk(int(expired), int(scanned), int(last_id or after))
     return _expire_due_lots_portable(conn, params)
 
 
 # One statement per chunk: every lot's transaction id is drawn from the sequence as the lot is
 # closed, so transactions, entries and draws are written from the closed lots without a join.
-_EXPIRE_CHUNK_PG = text(
-    """
+_EXPIRE_PG = """
     WITH candidates AS MATERIALIZED (
         SELECT l.id, l.program_id, l.member_id
         FROM point_lots l
-        WHERE l.id > :after AND l.status = 'active' AND l.remaining > 0
+        WHERE {scope} l.id > :after AND l.status = 'active' AND l.remaining > 0
           AND l.expires_at <= :now
         ORDER BY l.id
         LIMIT :limit
@@ -657,7 +662,12 @@ _EXPIRE_CHUNK_PG = text(
     SELECT (SELECT count(*) FROM closed),
            (SELECT count(*) FROM candidates),
            (SELECT max(id) FROM candidates)
-    """
+"""
+_EXPIRE_CHUNK_PG = text(_EXPIRE_PG.format(scope="")).bindparams(
+    bindparam("now", type_=UTCDateTime()), bindparam("at", type_=UTCDateTime())
+)
+_EXPIRE_MEMBER_PG = text(
+    _EXPIRE_PG.format(scope="l.program_id = :program AND l.member_id = :member AND")
 ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("at", type_=UTCDateTime()))
 
 
@@ -666,11 +676,16 @@ def _expire_due_lots_portable(conn: Connection, params: dict[str, Any]) -> Expir
     (``BEGIN IMMEDIATE``), so the chunk's lots, once counted, cannot change under it and every
     statement picks them out by the same condition over an id range."""
     after, now = params["after"], params["now"]
-    due = (
+    due: tuple[Any, ...] = (
         point_lots.c.status == "active",
         point_lots.c.remaining > 0,
         point_lots.c.expires_at <= now,
     )
+    if "member" in params:
+        due += (
+            point_lots.c.program_id == params["program"],
+            point_lots.c.member_id == params["member"],
+        )
     candidates = (
         select(point_lots.c.id)
         .where(point_lots.c.id > after, *due)

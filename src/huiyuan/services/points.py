@@ -276,7 +276,8 @@ def summary(
     as_of: datetime | None = None,
 ) -> dict[str, Any]:
     """Available, pending, reserved, debt and what expires in the next 30 days (or, with
-    ``as_of``, the balances at a past instant rebuilt from the entries)."""
+    ``as_of``, the balances at a past instant rebuilt from the entries). Points past their
+    expiry are not available, whether or not the expiry job has closed their lots yet."""
     who.require(Scope.READ)
     now = svc.now()
     with svc.engine.connect() as conn:
@@ -310,6 +311,13 @@ def summary(
         k: int(getattr(account, k)) if account else 0
         for k in ("available", "pending", "reserved", "debt")
     }
+    # Lots past their expiry that the job has not closed yet are not available: the next
+    # spend expires them first (``PointsBook.expire_due``), under the job's rule — unless a
+    # checkout hold needs them, in which case they stay until it is captured or let go.
+    lapsed = sum(int(p) for at, p in expiring if at <= now)
+    if lapsed and (values["reserved"] == 0 or values["available"] - lapsed >= values["reserved"]):
+        values["available"] -= lapsed
+        expiring = [row for row in expiring if row[0] > now]
     return {
         "member_id": member_id,
         "program_id": program,

@@ -31,6 +31,15 @@ WRITTEN_OFF = "system:written_off"
 ADJUSTMENTS = "system:adjustments"
 
 
+# The expiry job and a spend that expires its member's due lots first write the same rows.
+EXPIRY_LABELS = points_repo.ExpiryLabels(
+    actor="system:expiry",
+    reason_zh="积分过期",
+    reason_en="points expired",
+    expired_account=EXPIRED,
+)
+
+
 def issued(issuer: str) -> str:
     return f"system:issued:{issuer}"
 
@@ -157,6 +166,7 @@ class PointsBook:
         self.actor = actor
         self.owner_id = owner_id  # the program's owner: issuer of points no store funds
         self._balances: dict[str, int] | None = None
+        self._due_expired = False
 
     def balances(self) -> dict[str, int]:
         """The member's balance row, locked (and created) on first use: a book that finds
@@ -188,7 +198,35 @@ class PointsBook:
 
     @property
     def spendable(self) -> int:
+        """What a spend may take now: available less what checkout holds keep, once the
+        member's lots past their expiry are expired (``expire_due``)."""
+        self.expire_due()
         return self.available - self.reserved
+
+    def expire_due(self) -> int:
+        """Expire the member's lots whose expiry has passed, before anything is spent: the
+        expiry job runs every few minutes, and until it comes by, an expired lot must not pay
+        for a redemption, a hold, a capture or a clawback. The same transactions and the same
+        rule as the job's (``points_repo.expire_due_lots``), a member's checkout hold
+        included: lots the hold needs stay until it is captured, released or lapses. Once per
+        book; returns how many lots expired."""
+        if self._due_expired:
+            return 0
+        self._due_expired = True
+        self.balances()  # the account is locked before the lots, as everywhere
+        now = self.svc.now()
+        done = points_repo.expire_due_lots(
+            self.conn,
+            after=0,
+            limit=1_000_000,
+            now=now,
+            at=now,
+            labels=EXPIRY_LABELS,
+            member=(self.program_id, self.member_id),
+        )
+        if done.expired:
+            self._balances = None  # read again: available went down
+        return done.expired
 
     # ------------------------------------------------------------ posting
 

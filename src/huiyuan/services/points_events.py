@@ -222,6 +222,7 @@ def _capture_for_order(
             field="data.points_reservation_id",
         )
     amount = int(row.amount)
+    book.expire_due()  # while the hold still keeps the lots it needs
     if row.status == "held":
         # Lift the hold first: the balance row requires reserved <= available at every
         # statement, and the spend below lowers available by what the hold covered.
@@ -316,6 +317,9 @@ def on_order_refunded(
     effects: list[Effect] = []
     at = event.occurred_at
     for book in _books(svc, conn, order.member_id, order.store_id, at, actor):
+        # Lots past their expiry expire before the order's lots are read: a clawback counts
+        # what of its lot lapsed as taken back, and takes nothing from expired lots.
+        book.expire_due()
         for lot in points_repo.order_lots(conn, book.program_id, order.order_id):
             if lot.status == "cancelled":
                 continue

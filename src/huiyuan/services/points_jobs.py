@@ -35,16 +35,9 @@ from huiyuan.db.tables import (
     wallet_txns,
 )
 from huiyuan.services.context import PLATFORM_OWNER, Services
-from huiyuan.services.points_book import EXPIRED, PointsBook
+from huiyuan.services.points_book import EXPIRY_LABELS, PointsBook
 
 Progress = Callable[[int], None]
-
-_EXPIRY_LABELS = points_repo.ExpiryLabels(
-    actor="system:expiry",
-    reason_zh="积分过期",
-    reason_en="points expired",
-    expired_account=EXPIRED,
-)
 
 
 def expire_lots(
@@ -64,7 +57,7 @@ def expire_lots(
     while True:
         with svc.uow() as tx:
             done = points_repo.expire_due_lots(
-                tx.conn, after=after, limit=chunk, now=now, at=svc.now(), labels=_EXPIRY_LABELS
+                tx.conn, after=after, limit=chunk, now=now, at=svc.now(), labels=EXPIRY_LABELS
             )
             tx.commit()
         total += done.expired
