@@ -6,12 +6,21 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from huiyuan.api.deps import PrincipalDep, ServicesDep
 from huiyuan.domain.errors import AdminError, forbidden
 from huiyuan.schemas.program_config import ProgramDocument
-from huiyuan.services import budgets, points, points_jobs, programs
+from huiyuan.services import budgets, points, points_jobs, points_mall, programs
 from huiyuan.services.principals import Principal, Scope
 
 router = APIRouter(prefix="/v1", tags=["points"])
@@ -39,10 +48,39 @@ class ReservationIn(Request):
 
 
 class RedemptionIn(Request):
+    """Either ``amount`` and ``reason`` (points spent for something the caller prices), or
+    ``item_id`` and ``quantity`` (an item of the program's points mall, priced by Huiyuan)."""
+
     id: Ident
-    amount: Points
-    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    amount: Points | None = None
+    reason: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+    item_id: Ident | None = None
+    quantity: Annotated[StrictInt, Field(ge=1, le=100)] = 1
     program_id: Ident | None = None
+
+    @model_validator(mode="after")
+    def _amount_or_item(self) -> RedemptionIn:
+        if self.item_id is not None and self.amount is not None:
+            _refuse("amount", "name an item_id (priced by the points mall) or an amount, not both")
+        if self.item_id is None and self.amount is None:
+            _refuse("amount", "name an amount (with a reason) or an item_id")
+        if self.amount is not None and self.reason is None:
+            _refuse("reason", "a redemption of an amount needs a reason")
+        return self
+
+
+def _refuse(field: str, reason: str) -> None:
+    """A validation error located at ``field`` of the body, as pydantic's own are."""
+    raise ValidationError.from_exception_data(
+        "RedemptionIn",
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("redemption", "{reason}", {"reason": reason}),
+                loc=(field,),
+                input=None,
+            )
+        ],
+    )
 
 
 class AdjustmentIn(Request):
@@ -141,7 +179,19 @@ def delete_reservation(
 def post_redemption(
     member_id: str, body: RedemptionIn, svc: ServicesDep, who: PrincipalDep
 ) -> dict[str, Any]:
+    if body.item_id is not None:
+        return points_mall.redeem_item(
+            svc, who, member_id, body.id, body.item_id, body.quantity, body.program_id
+        )
+    assert body.amount is not None and body.reason is not None  # RedemptionIn checks
     return points.redeem(svc, who, member_id, body.id, body.amount, body.reason, body.program_id)
+
+
+@router.get("/points-mall", summary="The items of a program's points mall on offer now")
+def get_points_mall(
+    svc: ServicesDep, who: PrincipalDep, program_id: str | None = None
+) -> dict[str, Any]:
+    return points_mall.catalogue(svc, who, program_id)
 
 
 @router.post(

@@ -468,6 +468,40 @@ budget_purchases = Table(
     CheckConstraint("points > 0 and paid_fen >= 0", name="amounts"),
 )
 
+# The points mall (积分商城): each redemption of an item (its points are a ``redeem``
+# transaction), and how many of a limited item were redeemed in all. Only an item with a stock
+# has a row in ``mall_stock``: redemptions of one limited item wait for each other there, those
+# of different items and of unlimited ones never do.
+mall_redemptions = Table(
+    "mall_redemptions",
+    metadata,
+    Column("program_id", String(ID), primary_key=True),
+    Column("redemption_id", String(ID), primary_key=True),
+    Column("member_id", String(ID), nullable=False),
+    Column("item_id", String(ID), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("txn_id", BigInteger, ForeignKey("point_txns.id"), nullable=False),
+    Column("config_version", Integer, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("quantity > 0 and points > 0", name="amounts"),
+)
+Index(
+    "ix_mall_redemptions_member_item",
+    mall_redemptions.c.program_id,
+    mall_redemptions.c.member_id,
+    mall_redemptions.c.item_id,
+)
+
+mall_stock = Table(
+    "mall_stock",
+    metadata,
+    Column("program_id", String(ID), primary_key=True),
+    Column("item_id", String(ID), primary_key=True),
+    Column("sold", BigInteger, nullable=False),
+    CheckConstraint("sold >= 0", name="non_negative"),
+)
+
 # ---------------------------------------------------------------- wallet (余额)
 # Principal (本金) and bonus (赠送金) are two buckets of one balance; recharges and spends
 # remember their split so refunds return to the same parts.

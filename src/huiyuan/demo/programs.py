@@ -46,6 +46,22 @@ PLATFORM: dict[str, Any] = {
         "pending": {"release": "on_completion"},
         "redemption": {"fen_per_point": 1, "min_unit": 100, "max_order_share": "0.5"},
         "negative_balance": "debt",
+        "mall": [
+            {"id": "coupon-10", "name": {"zh": "10元无门槛券", "en": "¥10 coupon"}, "points": 1000},
+            {
+                "id": "thermos",
+                "name": {"zh": "保温杯", "en": "thermos"},
+                "points": 5000,
+                "stock": 200,
+                "per_member_limit": 1,
+            },
+            {
+                "id": "lounge-pass",
+                "name": {"zh": "机场贵宾厅", "en": "airport lounge pass"},
+                "points": 8000,
+                "tiers": ["gold", "diamond"],
+            },
+        ],
     },
     "wallet": {
         "recharge_bonuses": [

@@ -49,6 +49,11 @@ class PointsError(StrEnum):
     BELOW_MINIMUM_UNIT = "below_minimum_unit"
     DEDUCTION_EXCEEDS_SHARE = "deduction_exceeds_share"
     PROGRAM_NOT_ENROLLED = "program_not_enrolled"
+    MALL_ITEM_NOT_FOUND = "mall_item_not_found"
+    MALL_ITEM_UNAVAILABLE = "mall_item_unavailable"
+    MALL_ITEM_NOT_FOR_TIER = "mall_item_not_for_tier"
+    MALL_ITEM_LIMIT_REACHED = "mall_item_limit_reached"
+    MALL_ITEM_OUT_OF_STOCK = "mall_item_out_of_stock"
 
 
 class WalletError(StrEnum):

@@ -248,6 +248,30 @@ class RefundOfExpiredDoc(Doc):
     days: PositiveInt = Field(default=30, description="a reissued lot's life in days")
 
 
+class MallItemDoc(Doc):
+    """An item of the points mall (积分商城): its price in points, how many there are in all,
+    how many one member may have, when and to which tiers it is offered."""
+
+    id: Ident
+    name: Label
+    points: PositiveInt = Field(description="the price of one, in points")
+    stock: NonNegInt | None = Field(
+        default=None, description="how many may be redeemed in all, ever; none: no limit"
+    )
+    per_member_limit: PositiveInt | None = Field(
+        default=None, description="how many one member may redeem, ever; none: no limit"
+    )
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    tiers: list[str] = Field(default=[], description="only members on these tiers; [] = all")
+
+    @model_validator(mode="after")
+    def _window(self) -> MallItemDoc:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must come after starts_at")
+        return self
+
+
 class PointsDoc(Doc):
     enabled: bool = True
     name: Names = Names()
@@ -260,13 +284,19 @@ class PointsDoc(Doc):
     negative_balance: Literal["debt", "write_off"] = "debt"
     refund_of_expired: RefundOfExpiredDoc = RefundOfExpiredDoc()
     reservation_ttl_seconds: Annotated[int, Field(ge=30, le=86_400)] = 900
+    mall: list[MallItemDoc] = Field(default=[], description="the points mall's items")
 
     @model_validator(mode="after")
     def _unique_rule_ids(self) -> PointsDoc:
         ids = [(("earning", i, "id"), r.id) for i, r in enumerate(self.earning)]
         ids += [(("multipliers", i, "id"), m.id) for i, m in enumerate(self.multipliers)]
         refuse("PointsDoc", duplicates(ids, "rule id"))
+        items = [(("mall", i, "id"), item.id) for i, item in enumerate(self.mall)]
+        refuse("PointsDoc", duplicates(items, "mall item id"))
         return self
+
+    def mall_item(self, item_id: str) -> MallItemDoc | None:
+        return next((item for item in self.mall if item.id == item_id), None)
 
 
 class RechargeBonusDoc(Doc):
@@ -526,7 +556,8 @@ def _benefit_references(doc: ProgramDocument) -> list[Problem]:
 
 
 def _tier_references(doc: ProgramDocument) -> list[Problem]:
-    """Growth coefficients and points conditions may name only tiers of the ladder."""
+    """Growth coefficients, points conditions and mall items may name only tiers of the
+    ladder."""
     tiers = {t.id for t in doc.tiers.tiers} if doc.tiers else set()
     named: list[tuple[Loc, str]] = [
         (("growth", "rules", i, "coefficients", key), key)
@@ -539,6 +570,11 @@ def _tier_references(doc: ProgramDocument) -> list[Problem]:
         (("points", section, i, "conditions", "tiers", j), tier)
         for section, i, conditions in rules
         for j, tier in enumerate(conditions.tiers)
+    ]
+    named += [
+        (("points", "mall", i, "tiers", j), tier)
+        for i, item in enumerate(doc.points.mall)
+        for j, tier in enumerate(item.tiers)
     ]
     return [(loc, _no_tier(tier, tiers), tier) for loc, tier in named if tier not in tiers]
 

@@ -25,7 +25,9 @@ from huiyuan.services.principals import Principal, Scope
 from huiyuan.services.program_access import program_for_key
 
 
-def _book(svc: Services, conn: Connection, program: str, member_id: str, actor: str) -> PointsBook:
+def member_book(
+    svc: Services, conn: Connection, program: str, member_id: str, actor: str
+) -> PointsBook:
     if members_repo.lock_member(conn, member_id) is None:
         raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
     if program not in members_repo.enrolled_program_ids(conn, member_id):
@@ -38,7 +40,7 @@ def _book(svc: Services, conn: Connection, program: str, member_id: str, actor: 
     return PointsBook(svc, conn, config, member_id, now, actor=actor, owner_id=owner)
 
 
-def _balance(book: PointsBook) -> dict[str, int]:
+def balance_view(book: PointsBook) -> dict[str, int]:
     return {
         "available": book.available,
         "pending": book.pending,
@@ -95,7 +97,7 @@ def reserve(
     with svc.uow() as tx:
         conn = tx.conn
         program = program_for_key(svc, conn, who, program_id)
-        book = _book(svc, conn, program, member_id, who.actor)
+        book = member_book(svc, conn, program, member_id, who.actor)
         existing = points_repo.get_reservation(conn, program, request_id)
         if existing is not None:
             if existing.body_hash != digest:
@@ -135,7 +137,7 @@ def reserve(
             "body_hash": digest,
         }
         points_repo.insert_reservation(conn, row)
-        view = _reservation_view(row) | {"replayed": False, "balance": _balance(book)}
+        view = _reservation_view(row) | {"replayed": False, "balance": balance_view(book)}
         tx.commit()
     return view
 
@@ -147,7 +149,7 @@ def release_reservation(
     with svc.uow() as tx:
         conn = tx.conn
         program = program_for_key(svc, conn, who, program_id)
-        book = _book(svc, conn, program, member_id, who.actor)
+        book = member_book(svc, conn, program, member_id, who.actor)
         row = points_repo.get_reservation(conn, program, reservation_id)
         if row is None or row.member_id != member_id:
             raise not_found(PointsError.RESERVATION_NOT_FOUND, f"no reservation {reservation_id!r}")
@@ -161,7 +163,7 @@ def release_reservation(
             )
         view = _reservation_view(row) | {
             "status": "released" if row.status == "held" else row.status,
-            "balance": _balance(book),
+            "balance": balance_view(book),
         }
         tx.commit()
     return view
@@ -200,10 +202,12 @@ def redeem(
     with svc.uow() as tx:
         conn = tx.conn
         program = program_for_key(svc, conn, who, program_id)
-        book = _book(svc, conn, program, member_id, who.actor)
+        book = member_book(svc, conn, program, member_id, who.actor)
         key = f"redeem:{request_id}"
         if points_repo.find_txn(conn, program, key) is not None:
-            return _replay_txn(conn, program, key, "redeem", amount) | {"balance": _balance(book)}
+            return _replay_txn(conn, program, key, "redeem", amount) | {
+                "balance": balance_view(book)
+            }
         txn = book.draw(
             "redeem",
             amount,
@@ -215,7 +219,7 @@ def redeem(
             "transaction_id": txn,
             "replayed": False,
             "points": amount,
-            "balance": _balance(book),
+            "balance": balance_view(book),
         }
         tx.commit()
     return result
@@ -235,11 +239,11 @@ def adjust(
     with svc.uow() as tx:
         conn = tx.conn
         program = program_for_key(svc, conn, who, program_id)
-        book = _book(svc, conn, program, member_id, who.actor)
+        book = member_book(svc, conn, program, member_id, who.actor)
         key = f"adjust:{request_id}"
         if points_repo.find_txn(conn, program, key) is not None:
             return _replay_txn(conn, program, key, "adjust" if amount < 0 else "earn", amount) | {
-                "balance": _balance(book)
+                "balance": balance_view(book)
             }
         words = Reason(f"人工调整：{reason}", f"manual adjustment: {reason}")
         if amount > 0:
@@ -260,7 +264,7 @@ def adjust(
             },
             at=svc.now(),
         )
-        result = {"replayed": False, "points": amount, "balance": _balance(book)}
+        result = {"replayed": False, "points": amount, "balance": balance_view(book)}
         tx.commit()
     return result
 

@@ -1,0 +1,65 @@
+"""The points mall's tables: redemptions of items, and what was sold of limited ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, select, update
+
+from huiyuan.db.tables import mall_redemptions, mall_stock
+from huiyuan.db.upsert import insert_ignore
+
+
+def get_redemption(conn: Connection, program_id: str, redemption_id: str) -> Row[Any] | None:
+    return conn.execute(
+        select(mall_redemptions).where(
+            mall_redemptions.c.program_id == program_id,
+            mall_redemptions.c.redemption_id == redemption_id,
+        )
+    ).first()
+
+
+def redeemed_by(conn: Connection, program_id: str, member_id: str, item_id: str) -> int:
+    """How many of the item the member has redeemed, ever."""
+    found = conn.execute(
+        select(func.coalesce(func.sum(mall_redemptions.c.quantity), 0)).where(
+            mall_redemptions.c.program_id == program_id,
+            mall_redemptions.c.member_id == member_id,
+            mall_redemptions.c.item_id == item_id,
+        )
+    ).scalar_one()
+    return int(found)
+
+
+def insert_redemption(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(mall_redemptions.insert(), row)
+
+
+def take_stock(conn: Connection, program_id: str, item_id: str, quantity: int, stock: int) -> bool:
+    """Count ``quantity`` more of a limited item as sold, if that stays within ``stock``;
+    False (and nothing counted) if it would not. One conditional update on the item's row: a
+    concurrent redemption of the same item waits for it, then sees the new count."""
+    insert_ignore(
+        conn,
+        mall_stock,
+        {"program_id": program_id, "item_id": item_id, "sold": 0},
+        ["program_id", "item_id"],
+    )
+    taken = conn.execute(
+        update(mall_stock)
+        .where(
+            mall_stock.c.program_id == program_id,
+            mall_stock.c.item_id == item_id,
+            mall_stock.c.sold + quantity <= stock,
+        )
+        .values(sold=mall_stock.c.sold + quantity)
+    ).rowcount
+    return bool(taken)
+
+
+def sold(conn: Connection, program_id: str) -> dict[str, int]:
+    """What was sold of each limited item of the program."""
+    rows = conn.execute(
+        select(mall_stock.c.item_id, mall_stock.c.sold).where(mall_stock.c.program_id == program_id)
+    ).all()
+    return {item: int(count) for item, count in rows}

@@ -1,0 +1,179 @@
+"""The points mall (积分商城): redeeming an item of the program document's catalogue.
+
+An item has a price in points, and may have a stock (how many in all, ever), a limit per member
+(ever), a window (``starts_at``/``ends_at``) and tiers it is reserved for. A redemption is
+``POST /v1/members/{id}/points/redemptions`` naming ``item_id`` (and ``quantity``) instead of an
+amount: Huiyuan prices it from the catalogue in force, checks the window, the tier, the member's
+allowance, the points (oldest expiry first, as any spend) and the stock, in that order, and
+either records all of it — the ``redeem`` transaction, the redemption, the stock sold — or
+nothing. The request's ``id`` makes it idempotent, as for any redemption.
+
+Locks: the member's points account first (the allowance is counted under it, so one member's
+concurrent redemptions cannot both pass the limit), then the item's stock row (one per limited
+item: redemptions of the same limited item wait for each other there, no others do).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huiyuan.db import mall_repo, points_repo, tiers_repo
+from huiyuan.domain.errors import PointsError, conflict, invalid
+from huiyuan.schemas.program_config import MallItemDoc
+from huiyuan.services.context import Services
+from huiyuan.services.points import balance_view, member_book
+from huiyuan.services.points_book import REDEEMED, PointsBook, Reason
+from huiyuan.services.principals import Principal, Scope
+from huiyuan.services.program_access import program_for_key
+
+
+def redeem_item(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    request_id: str,
+    item_id: str,
+    quantity: int,
+    program_id: str | None,
+) -> dict[str, Any]:
+    who.require(Scope.WRITE)
+    with svc.uow() as tx:
+        conn = tx.conn
+        program = program_for_key(svc, conn, who, program_id)
+        book = member_book(svc, conn, program, member_id, who.actor)
+        key = f"redeem:{request_id}"
+        if points_repo.find_txn(conn, program, key) is not None:
+            return _replay(book, request_id, item_id, quantity)
+        item = book.config.document.points.mall_item(item_id)
+        if item is None:
+            raise invalid(
+                PointsError.MALL_ITEM_NOT_FOUND,
+                f"the points mall of {program!r} has no item {item_id!r}",
+                field="item_id",
+            )
+        _check_offered(book, item)
+        book.balances()  # locks the account: the allowance below is counted under it
+        if item.per_member_limit is not None:
+            had = mall_repo.redeemed_by(conn, program, member_id, item.id)
+            if had + quantity > item.per_member_limit:
+                raise conflict(
+                    PointsError.MALL_ITEM_LIMIT_REACHED,
+                    f"{item.id!r} is limited to {item.per_member_limit} per member; "
+                    f"this member has {had}",
+                    field="quantity",
+                )
+        points = item.points * quantity
+        txn_id = book.draw(
+            "redeem",
+            points,
+            key,
+            Reason(
+                f"积分兑换：{item.name.zh} ×{quantity}", f"redeemed: {item.name.en} ×{quantity}"
+            ),
+            counter_account=REDEEMED,
+        )
+        assert txn_id is not None  # the key was looked up above, under the member's lock
+        if item.stock is not None and not mall_repo.take_stock(
+            conn, program, item.id, quantity, item.stock
+        ):
+            raise conflict(
+                PointsError.MALL_ITEM_OUT_OF_STOCK,
+                f"{item.id!r} has fewer than {quantity} left",
+                field="quantity",
+            )
+        mall_repo.insert_redemption(
+            conn,
+            {
+                "program_id": program,
+                "redemption_id": request_id,
+                "member_id": member_id,
+                "item_id": item.id,
+                "quantity": quantity,
+                "points": points,
+                "txn_id": txn_id,
+                "config_version": book.config.version,
+                "created_at": svc.now(),
+            },
+        )
+        result = {
+            "transaction_id": txn_id,
+            "replayed": False,
+            "points": points,
+            "item": {"id": item.id, "quantity": quantity},
+            "balance": balance_view(book),
+        }
+        tx.commit()
+    return result
+
+
+def _check_offered(book: PointsBook, item: MallItemDoc) -> None:
+    now = book.svc.now()
+    if (item.starts_at and now < item.starts_at) or (item.ends_at and now >= item.ends_at):
+        raise conflict(
+            PointsError.MALL_ITEM_UNAVAILABLE,
+            f"{item.id!r} is offered from {_iso(item.starts_at)} until {_iso(item.ends_at)}",
+            field="item_id",
+        )
+    if item.tiers:
+        row = tiers_repo.get_member_tier(book.conn, book.program_id, book.member_id)
+        tier = None if row is None else str(row.tier_id)
+        if tier not in item.tiers:
+            raise conflict(
+                PointsError.MALL_ITEM_NOT_FOR_TIER,
+                f"{item.id!r} is for members on tier {', '.join(item.tiers)}; "
+                f"this member is on {tier or 'no tier'}",
+                field="item_id",
+            )
+
+
+def _iso(moment: Any) -> str:
+    return moment.isoformat() if moment else "—"
+
+
+def _replay(book: PointsBook, request_id: str, item_id: str, quantity: int) -> dict[str, Any]:
+    """The same id again: the first answer if it asked for the same, else a 409."""
+    row = mall_repo.get_redemption(book.conn, book.program_id, request_id)
+    if row is None or row.item_id != item_id or int(row.quantity) != quantity:
+        raise conflict(
+            PointsError.ID_REUSED, "this id was used for a different request", field="id"
+        )
+    return {
+        "transaction_id": int(row.txn_id),
+        "replayed": True,
+        "points": int(row.points),
+        "item": {"id": row.item_id, "quantity": int(row.quantity)},
+        "balance": balance_view(book),
+    }
+
+
+def catalogue(svc: Services, who: Principal, program_id: str | None) -> dict[str, Any]:
+    """The items on offer in the program's points mall now, with what is left of each."""
+    who.require(Scope.READ)
+    now = svc.now()
+    with svc.engine.connect() as conn:
+        program = program_for_key(svc, conn, who, program_id)
+        config = svc.configs.at(conn, program, now)
+        sold = mall_repo.sold(conn, program)
+    items = config.document.points.mall
+    return {
+        "program_id": program,
+        "items": [
+            {
+                "id": item.id,
+                "name": {"zh": item.name.zh, "en": item.name.en},
+                "points": item.points,
+                "stock": item.stock,
+                "left": None if item.stock is None else max(item.stock - sold.get(item.id, 0), 0),
+                "per_member_limit": item.per_member_limit,
+                "starts_at": _iso_or_none(item.starts_at),
+                "ends_at": _iso_or_none(item.ends_at),
+                "tiers": list(item.tiers),
+            }
+            for item in items
+            if not (item.ends_at and now >= item.ends_at)
+        ],
+    }
+
+
+def _iso_or_none(moment: Any) -> str | None:
+    return moment.isoformat() if moment else None

@@ -1,0 +1,254 @@
+"""The points mall (积分商城): items priced in points, with stock, a limit per member, a window
+and tiers, redeemed through ``POST /v1/members/{id}/points/redemptions`` — on SQLite and
+PostgreSQL, and racing on PostgreSQL."""
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from huiyuan.db import tables
+from huiyuan.domain.errors import DomainError
+from huiyuan.services import points_mall
+from huiyuan.services.principals import SYSTEM
+
+from .bodies import completed, item, paid
+from .ledger import BASE_RULE, apply, assert_reconciled, figures, history, iso, send
+from .stored import rows
+from .threads import all_at_once
+
+
+def named(text):
+    return {"zh": text, "en": text}
+
+
+CUP = {"id": "cup", "name": {"zh": "保温杯", "en": "thermos"}, "points": 500, "stock": 2,
+       "per_member_limit": 1}  # fmt: skip
+COUPON = {"id": "coupon-10", "name": {"zh": "10元券", "en": "¥10 coupon"}, "points": 1000}
+
+
+def mall_document(*items, **extra):
+    return {"points": {"earning": [BASE_RULE], "mall": list(items)}, **extra}
+
+
+def earn(svc, clock, member, points_):
+    """``member`` earns ``points_`` points (1 per ¥1), available now."""
+    amount = points_ * 100
+    order = f"o-{member}-{len(rows(svc, tables.orders))}"
+    body = paid(f"pay-{order}", order, member, amount=amount, items=[item("x", amount)],
+                occurred_at=iso(clock()))  # fmt: skip
+    send(svc, body)
+    send(svc, completed(f"done-{order}", order, member, occurred_at=iso(clock())))
+
+
+def redeem(api, member, redemption_id, item_id, quantity=1, **body):
+    return api.post(
+        f"/v1/members/{member}/points/redemptions",
+        {"id": redemption_id, "item_id": item_id, "quantity": quantity, **body},
+    )
+
+
+def counts(svc):
+    return tuple(len(rows(svc, t)) for t in (tables.point_txns, tables.mall_redemptions))
+
+
+def test_a_limited_item_is_redeemed_once_per_member_until_it_runs_out(api, clock):
+    svc = api.svc
+    # given a mall with a thermos (500 points, 2 in stock, 1 per member) and a ¥10 coupon
+    # (1,000 points, unlimited), and three members with 2,990 points each
+    apply(svc, mall_document(CUP, COUPON))
+    for member in ("u1", "u2", "u3"):
+        earn(svc, clock, member, 2990)
+    # then the catalogue shows both, with what is left of the thermos
+    shown = api.get("/v1/points-mall").json()
+    assert [(i["id"], i["points"], i["left"]) for i in shown["items"]] == [
+        ("cup", 500, 2),
+        ("coupon-10", 1000, None),
+    ]
+    # when u1 redeems a thermos
+    response = redeem(api, "u1", "m1", "cup")
+    # then it costs 500 points, told in the history by the item's name
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["points"], body["item"], body["replayed"]) == (
+        500,
+        {"id": "cup", "quantity": 1},
+        False,
+    )
+    assert body["balance"]["available"] == 2490
+    (spent,) = history(svc, kind="redeem")
+    assert spent["reason"] == {"zh": "积分兑换：保温杯 ×1", "en": "redeemed: thermos ×1"}
+    # when u1 asks for a second one
+    before = counts(svc)
+    response = redeem(api, "u1", "m2", "cup")
+    # then the limit per member refuses it, naming the field, and nothing is written
+    assert response.status_code == 409
+    assert (response.json()["code"], response.json()["field"]) == (
+        "mall_item_limit_reached",
+        "quantity",
+    )
+    assert counts(svc) == before
+    # when u2 takes the last one, and u3 comes after
+    assert redeem(api, "u2", "m3", "cup").status_code == 201
+    before = counts(svc)
+    response = redeem(api, "u3", "m4", "cup")
+    # then u3 is told it is out of stock, and keeps their points
+    assert response.status_code == 409
+    assert response.json()["code"] == "mall_item_out_of_stock"
+    assert counts(svc) == before
+    assert figures(svc, "u3")[0] == 2990
+    assert api.get("/v1/points-mall").json()["items"][0]["left"] == 0
+    # when u1's first request is sent again, it is answered as the first time
+    again = redeem(api, "u1", "m1", "cup")
+    assert again.status_code == 201
+    assert (again.json()["replayed"], again.json()["transaction_id"]) == (
+        True,
+        body["transaction_id"],
+    )
+    # but the same id for another quantity is a conflict
+    assert redeem(api, "u1", "m1", "cup", quantity=2).json()["code"] == "points_request_id_reused"
+    # when u3 redeems two coupons, the price is the item's times the quantity
+    response = redeem(api, "u3", "m5", "coupon-10", quantity=2)
+    assert response.status_code == 201
+    assert (response.json()["points"], response.json()["balance"]["available"]) == (2000, 990)
+    # and a third would overspend: insufficient points, nothing written
+    before = counts(svc)
+    response = redeem(api, "u3", "m6", "coupon-10")
+    assert (response.status_code, response.json()["code"]) == (409, "insufficient_points")
+    assert counts(svc) == before
+    # and the mall's own records add up with the ledger
+    assert [
+        (r["member_id"], r["item_id"], r["points"]) for r in rows(svc, tables.mall_redemptions)
+    ] == [
+        ("u1", "cup", 500),
+        ("u2", "cup", 500),
+        ("u3", "coupon-10", 2000),
+    ]
+    assert rows(svc, tables.mall_stock)[0]["sold"] == 2
+    assert_reconciled(svc)
+
+
+def test_bad_redemption_requests_name_the_field_and_write_nothing(api, clock):
+    svc = api.svc
+    apply(svc, mall_document(CUP))
+    earn(svc, clock, "u1", 1000)
+    before = counts(svc)
+    cases = [
+        ({"id": "b1", "item_id": "teapot"}, 422, "mall_item_not_found", "item_id"),
+        ({"id": "b2", "item_id": "cup", "amount": 500}, 422, "validation_failed", "amount"),
+        ({"id": "b3"}, 422, "validation_failed", "amount"),
+        ({"id": "b4", "amount": 500}, 422, "validation_failed", "reason"),
+        ({"id": "b5", "item_id": "cup", "quantity": 0}, 422, "validation_failed", "quantity"),
+    ]
+    for body, status, code, field in cases:
+        response = api.post("/v1/members/u1/points/redemptions", body)
+        assert response.status_code == status, (body, response.json())
+        assert (response.json()["code"], response.json()["field"]) == (code, field), body
+    assert counts(svc) == before
+
+
+def test_an_item_is_offered_only_in_its_window_and_to_its_tiers(api, clock):
+    svc = api.svc
+    # given a gift offered from tomorrow for a week, and a lounge pass for VIPs only
+    start = clock() + timedelta(days=1)
+    gift = {"id": "gift", "name": named("gift"), "points": 100,
+            "starts_at": iso(start), "ends_at": iso(start + timedelta(days=7))}  # fmt: skip
+    lounge = {"id": "lounge", "name": named("lounge"), "points": 100, "tiers": ["vip"]}
+    ladder = {"tiers": [{"id": "member", "name": named("member"), "threshold": 0},
+                        {"id": "vip", "name": named("vip"), "threshold": 100000}]}  # fmt: skip
+    apply(svc, mall_document(gift, lounge, tiers=ladder))
+    earn(svc, clock, "u1", 1000)
+    # when u1 asks for the gift today, it is not offered yet
+    response = redeem(api, "u1", "w1", "gift")
+    assert (response.status_code, response.json()["code"]) == (409, "mall_item_unavailable")
+    # and tomorrow it is
+    clock.advance(days=1)
+    assert redeem(api, "u1", "w2", "gift").status_code == 201
+    # and after the week, it is gone from the catalogue and refused
+    clock.advance(days=7)
+    assert [i["id"] for i in api.get("/v1/points-mall").json()["items"]] == ["lounge"]
+    assert redeem(api, "u1", "w3", "gift").json()["code"] == "mall_item_unavailable"
+    # when u1, not a VIP, asks for the lounge pass, it is refused
+    response = redeem(api, "u1", "w4", "lounge")
+    assert (response.status_code, response.json()["code"]) == (409, "mall_item_not_for_tier")
+    # once customer service makes u1 a VIP, it is theirs
+    override = api.client.put(
+        "/v1/members/u1/tier",
+        json={"tier_id": "vip", "reason": "补偿"},
+        headers=api.headers(),
+    )
+    assert override.status_code == 200, override.json()
+    assert redeem(api, "u1", "w5", "lounge").status_code == 201
+    assert figures(svc)[0] == 800
+    assert_reconciled(svc)
+
+
+def test_a_mall_item_must_name_tiers_of_the_ladder_and_be_unique(api):
+    for document, field in [
+        (mall_document({"id": "x", "name": named("x"), "points": 1, "tiers": ["gold"]}),
+         "document.points.mall[0].tiers[0]"),
+        (mall_document(CUP, CUP), "document.points.mall[1].id"),
+        (mall_document({**CUP, "starts_at": "2026-05-01T00:00:00Z",
+                        "ends_at": "2026-04-01T00:00:00Z"}), "document.points.mall[0]"),
+    ]:  # fmt: skip
+        response = api.client.put(
+            "/v1/programs/platform/document", json={"document": document}, headers=api.headers()
+        )
+        assert response.status_code == 422, response.json()
+        assert response.json()["code"] == "program_document_invalid"
+        assert response.json()["field"].startswith(field), response.json()
+
+
+# ---------------------------------------------------------------- PostgreSQL: racing
+
+
+@pytest.mark.postgres_only
+def test_forty_members_racing_for_ten_in_stock_get_exactly_ten(pg, clock):
+    # given a thermos with 10 in stock and 40 members who can each afford it
+    apply(pg, mall_document({**CUP, "stock": 10}))
+    members = [f"m{n:02d}" for n in range(40)]
+    for member in members:
+        earn(pg, clock, member, 600)
+
+    def attempt(n):
+        try:
+            points_mall.redeem_item(pg, SYSTEM, members[n], f"r{n}", "cup", 1, None)
+            return "ok"
+        except DomainError as error:
+            return str(error.code)
+
+    # when all of them redeem it at once
+    outcomes = all_at_once(attempt, 40)
+    # then exactly ten get one, the others are told it ran out, and the books agree
+    assert sorted(outcomes).count("ok") == 10
+    assert set(outcomes) == {"ok", "mall_item_out_of_stock"}
+    assert rows(pg, tables.mall_stock)[0]["sold"] == 10
+    assert len(rows(pg, tables.mall_redemptions)) == 10
+    with pg.engine.connect() as conn:
+        redeemed = conn.execute(
+            sa.select(sa.func.count()).where(tables.point_txns.c.kind == "redeem")
+        ).scalar_one()
+    assert redeemed == 10
+    assert_reconciled(pg)
+
+
+@pytest.mark.postgres_only
+def test_one_member_racing_for_an_item_gets_no_more_than_the_limit(pg, clock):
+    # given an unlimited coupon limited to 3 per member, and a member who could afford 40
+    apply(pg, mall_document({**COUPON, "per_member_limit": 3, "points": 10}))
+    earn(pg, clock, "u1", 400)
+
+    def attempt(n):
+        try:
+            points_mall.redeem_item(pg, SYSTEM, "u1", f"r{n}", "coupon-10", 1, None)
+            return "ok"
+        except DomainError as error:
+            return str(error.code)
+
+    # when 40 requests for it arrive at once
+    outcomes = all_at_once(attempt, 40)
+    # then three are granted, the rest refused by the limit
+    assert outcomes.count("ok") == 3
+    assert set(outcomes) == {"ok", "mall_item_limit_reached"}
+    assert figures(pg)[0] == 370
+    assert_reconciled(pg)
