@@ -105,18 +105,18 @@ class Ledger:
         self.orders: dict[str, Order] = {}
         self.holds: dict[str, Hold] = {}
 
-    @property
-    def spendable(self) -> int:
-        return self.available - self.reserved
-
-    def lapsing(self, now: datetime) -> int:
-        """Points of lots past their expiry that would expire now (the job's rule: all of
-        them, unless a hold needs them)."""
-        due = sum(
+    def due(self, now: datetime) -> int:
+        """Points of open lots past their expiry."""
+        return sum(
             lot.remaining
             for lot in self.lots
             if lot.status == "active" and lot.expires is not None and lot.expires <= now
         )
+
+    def lapsing(self, now: datetime) -> int:
+        """Points of lots past their expiry that would expire now (the job's rule: all of
+        them, unless a hold needs them)."""
+        due = self.due(now)
         return due if self.available - due >= self.reserved else 0
 
     def shown_available(self, now: datetime) -> int:
@@ -124,8 +124,9 @@ class Ledger:
         return self.available - self.lapsing(now)
 
     def spendable_at(self, now: datetime) -> int:
-        """What a spend may take at ``now``: it expires the due lots first."""
-        return self.shown_available(now) - self.reserved
+        """What a spend may take at ``now``: it expires the due lots first, and those a hold
+        keeps serve only the hold's capture."""
+        return self.available - self.reserved - self.due(now)
 
     def new_lot(self, amount: int, status: str, expires: datetime | None) -> Lot:
         lot = Lot(amount, amount, status, expires, seq=len(self.lots))
@@ -172,7 +173,7 @@ class Ledger:
                 self.reserved -= hold.amount
                 covered = hold.amount
             else:  # lapsed or released: what is left is taken, the rest reported short
-                covered = min(hold.amount, max(self.spendable, 0))
+                covered = min(hold.amount, max(self.spendable_at(now), 0))
             order.captured = self.take(covered) if covered else []
             hold.status = "captured"
         earned = order.amount // 100
@@ -197,10 +198,10 @@ class Ledger:
         if lot is not None and lot.status != "cancelled":
             due = dp.clawback_due(lot.amount, lot.clawed, refunded_total, order.amount)
             if due > 0:
-                self.claw_back(lot, due)
+                self.claw_back(lot, due, now)
         self.restore(order, refunded_total, now)
 
-    def claw_back(self, lot: Lot, due: int) -> None:
+    def claw_back(self, lot: Lot, due: int, now: datetime) -> None:
         lot.clawed += due
         if lot.status == "pending":
             lot.remaining -= due
@@ -215,7 +216,7 @@ class Ledger:
             lot.absorbed += absorb
             left -= absorb
         if left:
-            taken = self.take(min(left, max(self.spendable, 0)), first=lot)
+            taken = self.take(min(left, max(self.spendable_at(now), 0)), first=lot)
             left -= sum(d.amount for d in taken)
         if left and self.debt_allowed:
             self.debt += left

@@ -463,9 +463,12 @@ def test_a_hold_placed_before_expiry_is_captured_in_full_after_it(api, clock):
     assert reserve(api, 120, order_id="o3", ttl_seconds=86_400).status_code == 201
     # when their expiry passes while the order is being paid
     clock.now = expires_at + timedelta(hours=1)
-    # then the hold still keeps the points it needs: all 150 stay available, 30 spendable
+    # then the hold keeps the points it needs from expiring: all 150 stay available, but the
+    # 30 beyond the hold are points past their expiry, which only the hold's capture may use
     shown = api.get("/v1/members/u1/points").json()
-    assert (shown["available"], shown["reserved"], shown["spendable"]) == (150, 120, 30)
+    assert (shown["available"], shown["reserved"], shown["spendable"]) == (150, 120, 0)
+    response = redeem(api, 30)
+    assert (response.status_code, response.json()["code"]) == (409, "insufficient_points")
     # when the order is paid with the hold
     effects = pay(svc, clock, "o3", 30000, points_reservation_id="res-1")
     # then all 120 are captured, the expired lot first, and nothing expires
@@ -476,6 +479,34 @@ def test_a_hold_placed_before_expiry_is_captured_in_full_after_it(api, clock):
     ]
     assert history(svc, kind="expire") == []
     assert figures(svc)[0] == 30
+    assert_reconciled(svc)
+
+
+def test_a_small_hold_does_not_unlock_a_large_expired_balance(api, clock):
+    svc = api.svc
+    # given 1,000 points expiring after 10 days and 5 earned later, and a 10-point hold placed
+    # an hour before the 1,000 expire
+    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
+    earn(svc, clock, "o1", 100000)
+    clock.advance(days=5)
+    earn(svc, clock, "o2", 500)
+    expires_at = lots_of(svc)[0]["expires_at"]
+    clock.now = expires_at - timedelta(hours=1)
+    assert reserve(api, 10, order_id="o3", ttl_seconds=86_400).status_code == 201
+    # when, after the expiry, the member tries to spend what the hold kept from expiring
+    clock.now = expires_at + timedelta(hours=1)
+    response = redeem(api, 990)
+    # then nothing is spendable: the 1,000 wait for the hold only
+    assert (response.status_code, response.json()["code"]) == (409, "insufficient_points")
+    assert "0 available" in response.json()["detail"]
+    assert reserve(api, 1, "res-2").json()["code"] == "insufficient_points"
+    # when the hold is captured, it takes its 10 from the expired lot
+    effects = pay(svc, clock, "o3", 5000, points_reservation_id="res-1")
+    assert the_effect(effects, "points.captured")["points"] == 10
+    # and the rest of that lot expires at the next spend or job run: 5 points are left
+    assert points_jobs.expire_lots(svc) == 1
+    assert figures(svc)[0] == 5
+    assert system_total(svc, "system:expired") == 990
     assert_reconciled(svc)
 
 

@@ -196,6 +196,20 @@ def spendable_lots(conn: Connection, program_id: str, member_id: str) -> Sequenc
     return conn.execute(_SPENDABLE_LOTS, {"p_program": program_id, "p_member": member_id}).all()
 
 
+def lapsed_points(conn: Connection, program_id: str, member_id: str, now: datetime) -> int:
+    """Points of the member's lots past their expiry that are still open (a hold keeps them)."""
+    found = conn.execute(
+        select(func.coalesce(func.sum(point_lots.c.remaining), 0)).where(
+            point_lots.c.program_id == program_id,
+            point_lots.c.member_id == member_id,
+            point_lots.c.status == "active",
+            point_lots.c.remaining > 0,
+            point_lots.c.expires_at <= now,
+        )
+    ).scalar_one()
+    return int(found)
+
+
 def order_lots(conn: Connection, program_id: str, order_id: str) -> Sequence[Row[Any]]:
     return conn.execute(_ORDER_LOTS, {"p_program": program_id, "p_order": order_id}).all()
 

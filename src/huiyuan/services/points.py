@@ -41,11 +41,14 @@ def member_book(
 
 
 def balance_view(book: PointsBook) -> dict[str, int]:
+    """The member's balances in an answer, once lots past their expiry are expired (as the
+    summary shows them)."""
+    book.expire_due()
     return {
         "available": book.available,
         "pending": book.pending,
         "reserved": book.reserved,
-        "spendable": book.spendable,
+        "spendable": max(book.spendable, 0),
         "debt": book.debt,
     }
 
@@ -317,18 +320,22 @@ def summary(
     }
     # Lots past their expiry that the job has not closed yet are not available: the next
     # spend expires them first (``PointsBook.expire_due``), under the job's rule — unless a
-    # checkout hold needs them, in which case they stay until it is captured or let go.
+    # checkout hold needs them, in which case they stay until it is captured or let go, and
+    # only its capture may spend them.
     lapsed = sum(int(p) for at, p in expiring if at <= now)
+    kept = 0
     if lapsed and (values["reserved"] == 0 or values["available"] - lapsed >= values["reserved"]):
         values["available"] -= lapsed
         expiring = [row for row in expiring if row[0] > now]
+    else:
+        kept = lapsed
     return {
         "member_id": member_id,
         "program_id": program,
         "name": {"zh": names.zh, "en": names.en},
         "value_fen_per_point": config.document.points.value_fen,
         **values,
-        "spendable": values["available"] - values["reserved"],
+        "spendable": max(values["available"] - values["reserved"] - kept, 0),
         "expiring_30d": {
             "total": sum(int(p) for _, p in expiring),
             "lots": [{"expires_at": at.isoformat(), "points": int(p)} for at, p in expiring],

@@ -167,6 +167,7 @@ class PointsBook:
         self.owner_id = owner_id  # the program's owner: issuer of points no store funds
         self._balances: dict[str, int] | None = None
         self._due_expired = False
+        self._kept = 0  # points past their expiry a checkout hold keeps (see ``expire_due``)
 
     def balances(self) -> dict[str, int]:
         """The member's balance row, locked (and created) on first use: a book that finds
@@ -199,9 +200,11 @@ class PointsBook:
     @property
     def spendable(self) -> int:
         """What a spend may take now: available less what checkout holds keep, once the
-        member's lots past their expiry are expired (``expire_due``)."""
+        member's lots past their expiry are expired (``expire_due``). Points past their expiry
+        that a hold kept from expiring are not spendable either: only capturing a hold may use
+        them (``draw(..., capturing=True)``)."""
         self.expire_due()
-        return self.available - self.reserved
+        return self.available - self.reserved - self._kept
 
     def expire_due(self) -> int:
         """Expire the member's lots whose expiry has passed, before anything is spent: the
@@ -226,6 +229,8 @@ class PointsBook:
         )
         if done.expired:
             self._balances = None  # read again: available went down
+        if self.reserved:  # a hold may have kept lots past their expiry from expiring
+            self._kept = points_repo.lapsed_points(self.conn, self.program_id, self.member_id, now)
         return done.expired
 
     # ------------------------------------------------------------ posting
@@ -418,10 +423,12 @@ class PointsBook:
         counter_account: str,
         order_id: str | None = None,
         occurred_at: datetime | None = None,
+        capturing: bool = False,
     ) -> int | None:
         """Spend ``amount`` from the lots, oldest expiry first; 409 if not enough is free
-        (points held for a checkout are not free)."""
-        free = self.spendable
+        (points held for a checkout are not free). ``capturing``: the spend of a hold just
+        lifted, which may use the points past their expiry that holds kept."""
+        free = self.spendable + (self._kept if capturing else 0)
         if amount > free:
             raise conflict(
                 PointsError.INSUFFICIENT_POINTS,

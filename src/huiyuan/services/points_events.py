@@ -243,6 +243,7 @@ def _capture_for_order(
             reason,
             counter_account=REDEEMED,
             order_id=order_id,
+            capturing=row.status == "held",  # points the hold kept from expiring are its own
         )
     points_repo.set_reservation(
         conn,
