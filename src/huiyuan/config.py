@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     deferred_event_ttl_hours: int = Field(
         default=72, ge=1, description="how long an out-of-order event may wait for its cause"
     )
+    event_outcome_retention_days: int = Field(
+        default=7,
+        ge=1,
+        description="how long the refusal of an event sent with Prefer: respond-async is told",
+    )
     batch_max_events: int = Field(default=1000, ge=1, le=10_000)
     group_commit: bool = Field(
         default=True,

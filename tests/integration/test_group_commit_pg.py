@@ -404,7 +404,7 @@ def test_events_are_applied_when_the_pooled_connections_died(pg):
     assert_reconciled(pg)
 
 
-def test_a_queued_event_refused_when_applied_tells_its_refusal_for_an_hour(pg, clock):
+def test_a_queued_event_refused_when_applied_tells_its_refusal_for_the_retention(pg, clock):
     # given a payment naming a store that does not exist, queued while a leader was at work
     apply(pg, document())
     body = order(1, "u1", 1000)
@@ -413,16 +413,21 @@ def test_a_queued_event_refused_when_applied_tells_its_refusal_for_an_hour(pg, c
         assert send_async(pg, body).status == 202
     # when the next leader applies it
     assert send_async(pg, order(2, "u2", 1000)).status == 200
-    # then nothing of it is stored, but its status tells the refusal
+    # then nothing of it is stored and it left the queue, but its status tells the refusal
     assert not rows(pg, tables.events, event_id="pay-1")
+    assert queue_is_empty(pg)
     status = event_service.event_status(pg, SYSTEM, "pay-1")
     assert status["status"] == "rejected"
     assert status["result"]["code"] == "unknown_store"
     assert status["first_response"]["status"] == 422
-    # and an hour later the drain job has forgotten it
-    clock.advance(hours=2)
+    # and still does six days later, whatever the drain job does meanwhile
+    clock.advance(days=6)
     group_commit.drain(pg)
-    assert queue_is_empty(pg)
+    assert event_service.event_status(pg, SYSTEM, "pay-1")["status"] == "rejected"
+    # until the retention (7 days by default) has passed
+    clock.advance(days=2)
+    group_commit.drain(pg)
+    assert not rows(pg, tables.event_outcomes)
     with pytest.raises(DomainError):
         event_service.event_status(pg, SYSTEM, "pay-1")
 
@@ -454,10 +459,11 @@ def test_a_queued_event_that_cannot_be_applied_says_failed_and_can_be_sent_again
     assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
     assert event_service.event_status(pg, SYSTEM, "pay-1")["status"] == "applied"
     assert row_counts(pg)["orders"] == 2
-    # and an hour later the drain job has forgotten the failure
-    clock.advance(hours=2)
-    group_commit.drain(pg)
+    # and after the retention the drain job has forgotten the failure
     assert queue_is_empty(pg)
+    clock.advance(days=8)
+    group_commit.drain(pg)
+    assert not rows(pg, tables.event_outcomes)
     assert_reconciled(pg)
 
 

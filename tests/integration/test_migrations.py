@@ -190,3 +190,55 @@ def test_purchase_growth_written_before_0004_gets_the_basis_it_was_credited_for(
             .values(basis_fen=None)
         )
     engine.dispose()
+
+
+@pytest.mark.postgres_only  # the queue is PostgreSQL's only: 0010 moves nothing on SQLite
+@pytest.mark.parametrize("fresh_url", ["postgresql"], indirect=True)
+def test_refusals_kept_on_the_queue_before_0010_move_to_event_outcomes(fresh_url):
+    # given a database at 0009 whose queue holds a refusal kept for a sender that did not wait
+    # (twice: the event was sent again and refused again), an outcome waiting to be collected,
+    # and an event still queued
+    migrate.upgrade(fresh_url, "0009")
+    queued_at = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    engine = make_engine(fresh_url, poolclass=sa.pool.NullPool)
+
+    def row(event_id, status, waits, outcome=None, minutes=0):
+        return {
+            "part": 0,
+            "sender": "platform",
+            "event_id": event_id,
+            "type": "order.paid",
+            "member_id": "u1",
+            "occurred_at": queued_at,
+            "body_hash": "h",
+            "data": {},
+            "queued_at": queued_at + timedelta(minutes=minutes),
+            "status": status,
+            "outcome_status": outcome and outcome["status"],
+            "outcome_body": outcome,
+            "replayed": False if outcome else None,
+            "waits": waits,
+        }
+
+    refused = {"status": 422, "code": "unknown_store"}
+    with engine.begin() as conn:
+        conn.execute(
+            tables.event_queue.insert(),
+            [
+                row("pay-1", "done", False, {**refused, "detail": "first"}),
+                row("pay-1", "done", False, {**refused, "detail": "again"}, minutes=5),
+                row("pay-2", "done", True, {"status": 200}),
+                row("pay-3", "queued", False),
+            ],
+        )
+    # when it is upgraded to 0010
+    migrate.upgrade(fresh_url, "0010")
+    # then the latest refusal is an event outcome, and the queue keeps the rest
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(tables.event_outcomes)).mappings().all()
+        left = conn.execute(sa.select(tables.event_queue.c.event_id)).scalars().all()
+    assert [(k["event_id"], k["status"], k["body"]["detail"]) for k in kept] == [
+        ("pay-1", 422, "again")
+    ]
+    assert sorted(left) == ["pay-2", "pay-3"]
+    engine.dispose()

@@ -7,7 +7,8 @@ transaction lock on (``LOCK_CLASS`` + 1, partition) (see migration 0007); reques
 (``lead_or_collect``, first come first served), and the one holding it leads until
 ``step_down``. The two-key form keeps these locks apart from the one-key waiting-key locks.
 
-A row whose requester does not wait (``waits`` false) is deleted by the batch that applies it.
+A row whose requester does not wait (``waits`` false) is deleted by the batch that applies it;
+if the event was refused, the refusal moves to ``event_outcomes`` in the same statement.
 ``event_queue_parts`` keeps, per partition, the newest id a leader took, so that ``enqueue``
 can tell a requester how far behind its event is.
 """
@@ -19,8 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from huiyuan.db import driver
+from huiyuan.db.tables import event_outcomes
 from huiyuan.db.tables import event_queue as q
 from huiyuan.db.types import as_json
 
@@ -47,7 +50,16 @@ _TAKE = (
     .with_for_update()  # requesters whose rows these are wait on them (``collect``)
 )
 _RECORD = (
-    "WITH gone AS (DELETE FROM event_queue WHERE id = ANY(CAST(%(remove)s AS bigint[]))), "
+    "WITH settled AS (INSERT INTO event_outcomes AS e (sender, event_id, type, member_id, "
+    "status, body, received_at, decided_at) "
+    "SELECT q.sender, q.event_id, q.type, q.member_id, s.status, s.body, q.queued_at, "
+    "CAST(%(at)s AS timestamptz) "
+    "FROM event_queue AS q JOIN jsonb_to_recordset(CAST(%(settled)s AS jsonb)) "
+    "AS s(id bigint, status int, body jsonb) ON q.id = s.id "
+    "ON CONFLICT (sender, event_id) DO UPDATE SET status = EXCLUDED.status, "
+    "body = EXCLUDED.body, received_at = EXCLUDED.received_at, "
+    "decided_at = EXCLUDED.decided_at), "
+    "gone AS (DELETE FROM event_queue WHERE id = ANY(CAST(%(remove)s AS bigint[]))), "
     "upto AS (INSERT INTO event_queue_parts AS p (part, taken_upto) VALUES (%(part)s, %(upto)s) "
     "ON CONFLICT (part) DO UPDATE SET taken_upto = GREATEST(p.taken_upto, EXCLUDED.taken_upto)) "
     "UPDATE event_queue AS q SET status = 'done', outcome_status = o.status, "
@@ -64,16 +76,6 @@ _SOLO_BEFORE = (
     .limit(bindparam("p_limit"))
 )
 _REMOVE = delete(q).where(q.c.id == bindparam("p_id"))
-_FAIL = (
-    update(q)
-    .where(q.c.id == bindparam("p_id"))
-    .values(
-        status="done",
-        outcome_status=bindparam("p_status"),
-        outcome_body=bindparam("p_body"),
-        replayed=False,
-    )
-)
 _SOLO = (
     update(q)
     .where(q.c.id.in_(bindparam("p_ids", expanding=True)), q.c.status == "queued")
@@ -144,16 +146,26 @@ def take(conn: Connection, part: int, limit: int) -> Sequence[QueueRow]:
 
 
 def record(
-    conn: Connection, part: int, upto: int, outcomes: list[dict[str, Any]], remove: list[int]
+    conn: Connection,
+    part: int,
+    upto: int,
+    outcomes: list[dict[str, Any]],
+    remove: list[int],
+    settled: list[dict[str, Any]],
+    at: datetime,
 ) -> None:
     """After a batch: store each waiting requester's outcome (``id``, ``status``, ``body``,
-    ``replayed``) on its row; delete the rows in ``remove`` (the leader's own, and those of
-    requesters that do not wait); note ``upto``, the newest id taken. One statement."""
+    ``replayed``) on its row; keep the refusals of events nobody waits for (``id``,
+    ``status``, ``body``) in ``event_outcomes``, decided ``at``; delete the rows in ``remove``
+    (the leader's own, and those of requesters that do not wait, these among them); note
+    ``upto``, the newest id taken. One statement."""
     params = {
         "part": part,
         "upto": upto,
         "remove": remove,
         "outcomes": as_json(outcomes),
+        "settled": as_json(settled),
+        "at": at,
     }
     driver.rows(conn, _RECORD, params)
 
@@ -162,10 +174,43 @@ def remove(conn: Connection, row_id: int) -> None:
     conn.execute(_REMOVE, {"p_id": row_id})
 
 
-def fail(conn: Connection, row_id: int, body: dict[str, Any]) -> None:
-    """An event that could not be applied, even alone: its row keeps the failure (a 5xx
-    problem) like a refusal, so that its sender can see it (``find``)."""
-    conn.execute(_FAIL, {"p_id": row_id, "p_status": int(body["status"]), "p_body": body})
+def fail(conn: Connection, row: QueueRow, body: dict[str, Any], at: datetime) -> None:
+    """An event that could not be applied, even alone: its failure (a 5xx problem) is kept
+    like a refusal, so that its sender can see it (``find_outcome``), and its row goes."""
+    values = {
+        "sender": row.sender,
+        "event_id": row.event_id,
+        "type": row.type,
+        "member_id": row.member_id,
+        "status": int(body["status"]),
+        "body": body,
+        "received_at": row.queued_at,
+        "decided_at": at,
+    }
+    keys = ("sender", "event_id")
+    conn.execute(
+        pg_insert(event_outcomes)
+        .values(values)
+        .on_conflict_do_update(
+            index_elements=list(keys), set_={k: v for k, v in values.items() if k not in keys}
+        )
+    )
+    conn.execute(_REMOVE, {"p_id": row.id})
+
+
+def find_outcome(conn: Connection, sender: str, event_id: str) -> Row[Any] | None:
+    """The kept refusal or failure of an event sent without waiting."""
+    return conn.execute(
+        select(event_outcomes).where(
+            event_outcomes.c.sender == sender, event_outcomes.c.event_id == event_id
+        )
+    ).first()
+
+
+def forget_outcomes(conn: Connection, before: datetime) -> int:
+    """Refusals kept long enough (``HUIYUAN_EVENT_OUTCOME_RETENTION_DAYS``)."""
+    result = conn.execute(delete(event_outcomes).where(event_outcomes.c.decided_at < before))
+    return int(result.rowcount or 0)
 
 
 def set_solo(conn: Connection, row_ids: list[int]) -> None:
@@ -175,8 +220,9 @@ def set_solo(conn: Connection, row_ids: list[int]) -> None:
 
 
 def find(conn: Connection, sender: str, event_id: str) -> Row[Any] | None:
-    """The newest queue row of an event: not applied yet, or refused (``done``, its outcome a
-    problem) and sent by a requester that did not wait. No index: the queue is short."""
+    """The newest queue row of an event not applied yet (or applied, its outcome waiting for
+    a requester to collect it). No index: the queue is short — refusals of events nobody
+    waits for leave it (``event_outcomes``, ``find_outcome``)."""
     query = select(q).where(q.c.sender == sender, q.c.event_id == event_id)
     return conn.execute(query.order_by(q.c.id.desc()).limit(1)).first()
 
@@ -195,6 +241,7 @@ def solo_before(conn: Connection, before: datetime, limit: int) -> Sequence[Queu
 
 
 def forget_done(conn: Connection, before: datetime) -> int:
-    """Outcomes never collected (the requester went away): kept a while, then deleted."""
+    """Outcomes never collected (the requester went away, or an earlier release's refusals):
+    kept a while, then deleted."""
     result = conn.execute(delete(q).where(q.c.status == "done", q.c.queued_at < before))
     return int(result.rowcount or 0)

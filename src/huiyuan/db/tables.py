@@ -172,6 +172,25 @@ event_queue = Table(
 )
 Index("ix_event_queue_part", event_queue.c.part, event_queue.c.id)
 
+# The refusal (4xx) or failure (5xx) of an event sent without waiting (``Prefer:
+# respond-async``): nothing of such an event is stored, so this is what ``GET
+# /v1/events/{id}`` tells its sender, for ``HUIYUAN_EVENT_OUTCOME_RETENTION_DAYS``. Apart from
+# the queue, so that the queue a leader scans stays small however long refusals are kept.
+event_outcomes = Table(
+    "event_outcomes",
+    metadata,
+    Column("sender", String(ID), primary_key=True),
+    Column("event_id", String(128), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", json_type(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=False),
+    CheckConstraint("status >= 400", name="status"),
+)
+Index("ix_event_outcomes_decided", event_outcomes.c.decided_at)
+
 # Per partition, the newest queue id a leader has taken: how far behind a new event is.
 event_queue_parts = Table(
     "event_queue_parts",

@@ -112,6 +112,24 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
     with svc.engine.connect() as conn:
         row = events_repo.get_event(conn, principal.owner_id, event_id)
         waiting = None if row is not None else queue_repo.find(conn, principal.owner_id, event_id)
+        kept = None
+        if row is None and waiting is None:
+            kept = queue_repo.find_outcome(conn, principal.owner_id, event_id)
+    if kept is not None:
+        # Sent without waiting, and refused (4xx, the event's fault) or failed (5xx,
+        # Huiyuan's: send it again) when applied; nothing of it is stored.
+        outcome = {"status": kept.status, "body": kept.body}
+        return {
+            "id": kept.event_id,
+            "type": kept.type,
+            "member_id": kept.member_id,
+            "status": "failed" if kept.status >= 500 else "rejected",
+            "waiting_on": None,
+            "received_at": kept.received_at.isoformat(),
+            "applied_at": None,
+            "first_response": outcome,
+            "result": kept.body,
+        }
     if waiting is not None:
         # 'done' without an inbox row: refused (4xx, the event's fault) or failed (5xx,
         # Huiyuan's: send it again); else queued, or solo: still to be applied

@@ -21,7 +21,8 @@ applied by its own request alone:
 
 A request may also not wait (``Prefer: respond-async``, ``wait=False``): finding a leader at
 work, it is answered ``queued`` once its row is committed, and the leader deletes the row with
-the batch that applies it (keeping it, with the refusal, if the event was refused). So that no
+the batch that applies it (keeping the refusal in ``event_outcomes`` if the event was refused,
+for ``HUIYUAN_EVENT_OUTCOME_RETENTION_DAYS``). So that no
 such event is left queued, whoever lets a partition's lock go looks once more and leads on if
 events are queued and nobody took the lock (``queue_repo.step_down``, and the same inside
 ``collect``/``lead_or_collect``; migration 0007). A partition further behind than
@@ -164,6 +165,9 @@ def drain(svc: Services, stale_after: timedelta | None = None) -> int:
         while rows := queue_repo.solo_before(conn, now - SOLO_AFTER, 100):
             count += _apply_alone(svc, conn, list(rows), last_try=True)
         queue_repo.forget_done(conn, now - FORGET_AFTER)
+        queue_repo.forget_outcomes(
+            conn, now - timedelta(days=svc.settings.event_outcome_retention_days)
+        )
     return count
 
 
@@ -216,8 +220,8 @@ def _apply_alone(
     """Apply each of these solo events alone: those of a failed batch whose requesters did not
     wait (nobody else would apply them soon), or those ``drain`` finds left behind. One that
     fails alone too stays solo for ``drain`` to try once more — or, on its ``last_try``, is
-    logged and given a ``500 event_apply_failed`` outcome: ``GET /v1/events/{id}`` then says
-    ``failed`` (for as long as refusals are kept), and the sender may send it again. Returns
+    logged and given a ``500 event_apply_failed`` outcome, kept like a refusal: ``GET
+    /v1/events/{id}`` then says ``failed``, and the sender may send it again. Returns
     how many were applied."""
     count = 0
     for row in rows:
@@ -228,7 +232,7 @@ def _apply_alone(
             fate = "given up" if last_try else "left to drain"
             log.exception("event %s/%s failed alone; %s", row.sender, row.event_id, fate)
             if last_try:
-                queue_repo.fail(conn, row.id, _failed(row.event_id))
+                queue_repo.fail(conn, row, _failed(row.event_id), svc.now())
     return count
 
 
@@ -246,9 +250,8 @@ def _apply_queued(
 ) -> tuple[int, EventOutcome | None]:
     """One batch of the partition's queue in one transaction: (events taken, the outcome of
     ``mine`` — its row is deleted rather than given its outcome). The rows of requesters that
-    do not wait are deleted too, unless their event was refused: nothing of a refused event is
-    stored, so its queue row keeps the refusal for ``GET /v1/events/{id}`` (for an hour, see
-    ``drain``)."""
+    do not wait are deleted too; nothing of a refused event is stored, so its refusal is kept
+    in ``event_outcomes`` for ``GET /v1/events/{id}`` (see ``drain``)."""
     taken: list[QueueRow] = []
 
     def attempt() -> tuple[int, EventOutcome | None]:
@@ -266,13 +269,15 @@ def _apply_queued(
                 [
                     {"id": row.id, "status": o.status, "body": o.body, "replayed": o.replayed}
                     for row in rows
-                    if (o := outcomes.get(row.id)) is not None and (row.waits or not o.ok)
+                    if row.id != mine and row.waits and (o := outcomes.get(row.id)) is not None
                 ],
-                remove=[
-                    row.id
+                remove=[row.id for row in rows if row.id == mine or not row.waits],
+                settled=[
+                    {"id": row.id, "status": o.status, "body": o.body}
                     for row in rows
-                    if row.id == mine or (not row.waits and outcomes[row.id].ok)
+                    if row.id != mine and not row.waits and not (o := outcomes[row.id]).ok
                 ],
+                at=svc.now(),
             )
             tx.commit()
             return len(rows), own
