@@ -77,6 +77,7 @@ def test_demo_builds_members_and_orders_through_the_event_path(tmp_path):
     assert result.exit_code == 0, result.output
     assert "25 members" in result.output
     assert "refused" not in result.output
+    assert "Members shop in the points mall:" in result.output
     assert result.stdout.strip().splitlines()[-1].startswith("hy_")
     # and a second run reuses the database instead of inventing it again
     again = runner.invoke(

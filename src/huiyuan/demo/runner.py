@@ -7,6 +7,7 @@ replayed without effect.
 
 from __future__ import annotations
 
+import random
 from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,14 +19,14 @@ from sqlalchemy import func, select
 from huiyuan.config import Settings
 from huiyuan.db import migrate
 from huiyuan.db.audit_repo import record_audit
-from huiyuan.db.tables import audit_log, member_tiers, members, orders
+from huiyuan.db.tables import audit_log, member_tiers, members, orders, point_accounts
 from huiyuan.demo import programs as demo_programs
 from huiyuan.demo.catalog import STORES
 from huiyuan.demo.story import Story
 from huiyuan.domain.errors import DomainError
 from huiyuan.domain.money import Money
 from huiyuan.services import events as event_service
-from huiyuan.services import memberships, points_jobs, principals, programs, tiers
+from huiyuan.services import memberships, points_jobs, points_mall, principals, programs, tiers
 from huiyuan.services import owners as owner_service
 from huiyuan.services.context import Services
 
@@ -108,6 +109,7 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
     points_jobs.remind_expiring(svc)
     tiers.evaluate_checkpoints(svc)
     memberships.expire_subscriptions(svc)
+    console.print(f"Members shop in the points mall: {_shop_in_the_mall(svc, seed)} redemptions")
     with svc.uow() as tx:
         record_audit(
             tx.conn,
@@ -118,6 +120,31 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
             at=svc.now(),
         )
         tx.commit()
+
+
+def _shop_in_the_mall(svc: Services, seed: int) -> int:
+    """About one member in five with points to spare redeems an item of the platform's mall:
+    ¥10 coupons mostly, a thermos (one each, while stocks last) or, on gold and diamond, a
+    lounge pass. Idempotent: a resumed build replays the same redemptions."""
+    with svc.engine.connect() as conn:
+        rich = conn.execute(
+            select(point_accounts.c.member_id, point_accounts.c.available)
+            .where(point_accounts.c.program_id == "platform", point_accounts.c.available >= 1000)
+            .order_by(point_accounts.c.member_id)
+        ).all()
+    rng = random.Random(seed)
+    done = 0
+    for member_id, available in rich:
+        if rng.random() > 0.2:
+            continue
+        choice = rng.choice(["coupon-10", "coupon-10", "coupon-10", "thermos", "lounge-pass"])
+        quantity = min(3, int(available) // 1000) if choice == "coupon-10" else 1
+        with suppress(DomainError):  # not enough points, out of stock, not their tier
+            points_mall.redeem_item(
+                svc, principals.SYSTEM, member_id, f"demo-mall-{member_id}", choice, quantity, None
+            )
+            done += 1
+    return done
 
 
 def _apply_programs(svc: Services, start: datetime) -> None:
