@@ -450,19 +450,26 @@ def test_points_past_their_expiry_cannot_be_spent_before_the_job_runs(api, clock
     assert_reconciled(svc)
 
 
+def held_across_expiry(api, clock, *, first, later, hold):
+    """``first`` points living 10 days, ``later`` points earned 5 days after them, a hold of
+    ``hold`` for order o3 placed an hour before the first expire; then the clock moves to an
+    hour after."""
+    apply(api.svc, document(expiry={"mode": "rolling", "days": 10}))
+    earn(api.svc, clock, "o1", first * 100)
+    clock.advance(days=5)
+    earn(api.svc, clock, "o2", later * 100)
+    expires_at = lots_of(api.svc)[0]["expires_at"]
+    clock.now = expires_at - timedelta(hours=1)
+    assert reserve(api, hold, order_id="o3", ttl_seconds=86_400).status_code == 201
+    clock.now = expires_at + timedelta(hours=1)
+
+
 def test_a_hold_placed_before_expiry_is_captured_in_full_after_it(api, clock):
     svc = api.svc
     # given 100 points expiring after 10 days, 50 more expiring later, and 120 held at a
     # checkout an hour before the first 100 expire
-    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
-    earn(svc, clock, "o1", 10000)
-    clock.advance(days=5)
-    earn(svc, clock, "o2", 5000)
-    expires_at = lots_of(svc)[0]["expires_at"]
-    clock.now = expires_at - timedelta(hours=1)
-    assert reserve(api, 120, order_id="o3", ttl_seconds=86_400).status_code == 201
     # when their expiry passes while the order is being paid
-    clock.now = expires_at + timedelta(hours=1)
+    held_across_expiry(api, clock, first=100, later=50, hold=120)
     # then the hold keeps the points it needs from expiring: all 150 stay available, but the
     # 30 beyond the hold are points past their expiry, which only the hold's capture may use
     shown = api.get("/v1/members/u1/points").json()
@@ -486,15 +493,8 @@ def test_a_small_hold_does_not_unlock_a_large_expired_balance(api, clock):
     svc = api.svc
     # given 1,000 points expiring after 10 days and 5 earned later, and a 10-point hold placed
     # an hour before the 1,000 expire
-    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
-    earn(svc, clock, "o1", 100000)
-    clock.advance(days=5)
-    earn(svc, clock, "o2", 500)
-    expires_at = lots_of(svc)[0]["expires_at"]
-    clock.now = expires_at - timedelta(hours=1)
-    assert reserve(api, 10, order_id="o3", ttl_seconds=86_400).status_code == 201
     # when, after the expiry, the member tries to spend what the hold kept from expiring
-    clock.now = expires_at + timedelta(hours=1)
+    held_across_expiry(api, clock, first=1000, later=5, hold=10)
     response = redeem(api, 990)
     # then nothing is spendable: the 1,000 wait for the hold only
     assert (response.status_code, response.json()["code"]) == (409, "insufficient_points")

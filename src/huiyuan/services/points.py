@@ -7,6 +7,8 @@ key may use it, is decided by ``program_access.program_for_key`` (as for every m
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +17,7 @@ from sqlalchemy import Connection, and_, func, select
 from huiyuan.db import members_repo, points_repo
 from huiyuan.db.audit_repo import record_audit
 from huiyuan.db.tables import point_entries, point_lots, point_txns
+from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain.errors import MemberError, PointsError, conflict, not_found
 from huiyuan.domain.points import Award, max_deduction_points
 from huiyuan.schemas.validation import body_hash
@@ -38,6 +41,17 @@ def member_book(
     config = svc.configs.at(conn, program, now)
     owner = svc.directory.owner_of(conn, program) or PLATFORM_OWNER
     return PointsBook(svc, conn, config, member_id, now, actor=actor, owner_id=owner)
+
+
+@contextmanager
+def book_for_request(
+    svc: Services, who: Principal, member_id: str, program_id: str | None
+) -> Iterator[tuple[UnitOfWork, PointsBook]]:
+    """A transaction, and the member's book (the member locked) in the program the request
+    names, or else the one the key's owner means (``program_for_key``)."""
+    with svc.uow() as tx:
+        program = program_for_key(svc, tx.conn, who, program_id)
+        yield tx, member_book(svc, tx.conn, program, member_id, who.actor)
 
 
 def balance_view(book: PointsBook) -> dict[str, int]:
@@ -97,10 +111,8 @@ def reserve(
             "order_amount": order_amount,
         }
     )
-    with svc.uow() as tx:
-        conn = tx.conn
-        program = program_for_key(svc, conn, who, program_id)
-        book = member_book(svc, conn, program, member_id, who.actor)
+    with book_for_request(svc, who, member_id, program_id) as (tx, book):
+        conn, program = tx.conn, book.program_id
         existing = points_repo.get_reservation(conn, program, request_id)
         if existing is not None:
             if existing.body_hash != digest:
@@ -149,10 +161,8 @@ def release_reservation(
     svc: Services, who: Principal, member_id: str, reservation_id: str, program_id: str | None
 ) -> dict[str, Any]:
     who.require(Scope.WRITE)
-    with svc.uow() as tx:
-        conn = tx.conn
-        program = program_for_key(svc, conn, who, program_id)
-        book = member_book(svc, conn, program, member_id, who.actor)
+    with book_for_request(svc, who, member_id, program_id) as (tx, book):
+        conn, program = tx.conn, book.program_id
         row = points_repo.get_reservation(conn, program, reservation_id)
         if row is None or row.member_id != member_id:
             raise not_found(PointsError.RESERVATION_NOT_FOUND, f"no reservation {reservation_id!r}")
@@ -202,10 +212,8 @@ def redeem(
 ) -> dict[str, Any]:
     """Spend points directly (points mall, exchange for a coupon)."""
     who.require(Scope.WRITE)
-    with svc.uow() as tx:
-        conn = tx.conn
-        program = program_for_key(svc, conn, who, program_id)
-        book = member_book(svc, conn, program, member_id, who.actor)
+    with book_for_request(svc, who, member_id, program_id) as (tx, book):
+        conn, program = tx.conn, book.program_id
         key = f"redeem:{request_id}"
         if points_repo.find_txn(conn, program, key) is not None:
             return _replay_txn(conn, program, key, "redeem", amount) | {
@@ -239,10 +247,8 @@ def adjust(
 ) -> dict[str, Any]:
     """An operator's or agent's signed correction, audited with its actor and reason."""
     who.require(Scope.ADMIN)
-    with svc.uow() as tx:
-        conn = tx.conn
-        program = program_for_key(svc, conn, who, program_id)
-        book = member_book(svc, conn, program, member_id, who.actor)
+    with book_for_request(svc, who, member_id, program_id) as (tx, book):
+        conn, program = tx.conn, book.program_id
         key = f"adjust:{request_id}"
         if points_repo.find_txn(conn, program, key) is not None:
             return _replay_txn(conn, program, key, "adjust" if amount < 0 else "earn", amount) | {

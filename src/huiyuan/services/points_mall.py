@@ -21,7 +21,7 @@ from huiyuan.db import mall_repo, points_repo, tiers_repo
 from huiyuan.domain.errors import PointsError, conflict, invalid
 from huiyuan.schemas.program_config import MallItemDoc
 from huiyuan.services.context import Services
-from huiyuan.services.points import balance_view, member_book
+from huiyuan.services.points import balance_view, book_for_request
 from huiyuan.services.points_book import REDEEMED, PointsBook, Reason
 from huiyuan.services.principals import Principal, Scope
 from huiyuan.services.program_access import program_for_key
@@ -37,10 +37,8 @@ def redeem_item(
     program_id: str | None,
 ) -> dict[str, Any]:
     who.require(Scope.WRITE)
-    with svc.uow() as tx:
-        conn = tx.conn
-        program = program_for_key(svc, conn, who, program_id)
-        book = member_book(svc, conn, program, member_id, who.actor)
+    with book_for_request(svc, who, member_id, program_id) as (tx, book):
+        conn, program = tx.conn, book.program_id
         key = f"redeem:{request_id}"
         if points_repo.find_txn(conn, program, key) is not None:
             return _replay(book, request_id, item_id, quantity)
