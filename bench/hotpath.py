@@ -44,9 +44,13 @@ def _backend_cpu(pid: int) -> float:
 
 
 class Counting:
-    """Counts (and times) the statements and pool pre-pings an engine sends."""
+    """Counts (and times) the statements and pool pre-pings an engine sends: those SQLAlchemy
+    runs (its cursor events) and those run on the driver's own connection (``db.driver``,
+    which SQLAlchemy's events do not see: the order path's and the queue's)."""
 
     def __init__(self, engine: sa.Engine) -> None:
+        from huiyuan.db import driver
+
         self.statements: list[str] = []
         self.pings = 0
         self.seconds: Counter[str] = Counter()
@@ -60,6 +64,17 @@ class Counting:
             return original(dbapi_connection)
 
         engine.dialect.do_ping = ping  # type: ignore[method-assign]
+        run = driver._run
+
+        def counted(conn: Any, statement: Any, params: Any, fetch: Any) -> Any:
+            sql = driver._sql(conn, statement, params)[0]
+            self._on_execute(conn, None, sql)
+            try:
+                return run(conn, statement, params, fetch)
+            finally:
+                self._after_execute(conn, None, sql)
+
+        driver._run = counted  # this process only: ``bench profile`` runs alone
 
     def _on_execute(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         self.statements.append(statement)
@@ -78,7 +93,8 @@ def _summarise(statement: str) -> str:
     text = " ".join(statement.split())
     pattern = (
         r"(SELECT pg_advisory_xact_lock|INSERT INTO \w+|UPDATE \w+|DELETE FROM \w+"
-        r"|SAVEPOINT|RELEASE)"
+        r"|SAVEPOINT|RELEASE|SELECT [\w, ]+ FROM huiyuan_\w+|SELECT huiyuan_\w+"
+        r"|WITH \w+ AS \(\w+ \w+ \w+)"
     )
     match = re.match(pattern, text)
     if match:
