@@ -252,3 +252,55 @@ def test_one_member_racing_for_an_item_gets_no_more_than_the_limit(pg, clock):
     assert set(outcomes) == {"ok", "mall_item_limit_reached"}
     assert figures(pg)[0] == 370
     assert_reconciled(pg)
+
+
+def test_points_exchanged_for_a_benefit_grant_it_for_a_time(api, clock):
+    svc = api.svc
+    # given a mall item exchanging 300 points for 30 days of free shipping, and a member with
+    # 1,000 points
+    free_shipping = {"id": "free-ship", "kind": "free_shipping", "name": named("free shipping")}
+    ship = {"id": "ship-30", "name": named("30 days free shipping"), "points": 300,
+            "benefit": {"id": "free-ship", "days": 30}}  # fmt: skip
+    apply(svc, mall_document(ship, benefits=[free_shipping]))
+    earn(svc, clock, "u1", 1000)
+    start = clock()
+    # when the member redeems it
+    response = redeem(api, "u1", "b1", "ship-30")
+    # then they hold free shipping for 30 days, from now
+    assert response.status_code == 201, response.json()
+    first = {
+        "id": "free-ship",
+        "starts_at": iso(start),
+        "ends_at": iso(start + timedelta(days=30)),
+    }
+    assert response.json()["benefit"] == first
+    held = api.get("/v1/members/u1/benefits").json()
+    assert [(b["id"], b["source"], b["ends_at"]) for b in held["benefits"]] == [
+        ("free-ship", "points", first["ends_at"])
+    ]
+    assert held["effective"]["free_shipping"] is True
+    # when they redeem two more a week later, those follow the first: 60 days after it ends
+    clock.advance(days=7)
+    again = redeem(api, "u1", "b2", "ship-30", quantity=2)
+    assert again.json()["benefit"]["starts_at"] == first["ends_at"]
+    until = iso(start + timedelta(days=90))
+    assert again.json()["benefit"]["ends_at"] == until
+    assert api.get("/v1/members/u1/benefits").json()["benefits"][0]["ends_at"] == until
+    # and the first request sent again answers with the first grant
+    assert redeem(api, "u1", "b1", "ship-30").json()["benefit"] == first
+    # and when the 90 days are over, it is gone
+    clock.now = start + timedelta(days=90, seconds=1)
+    assert api.get("/v1/members/u1/benefits").json()["benefits"] == []
+    assert figures(svc)[0] == 100
+    assert_reconciled(svc)
+
+
+def test_a_mall_item_may_exchange_only_for_a_benefit_of_the_catalog(api):
+    item = {"id": "x", "name": named("x"), "points": 1, "benefit": {"id": "ghost", "days": 1}}
+    response = api.client.put(
+        "/v1/programs/platform/document",
+        json={"document": mall_document(item)},
+        headers=api.headers(),
+    )
+    assert response.status_code == 422, response.json()
+    assert response.json()["field"] == "document.points.mall[0].benefit.id"

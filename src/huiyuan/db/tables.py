@@ -512,6 +512,32 @@ Index(
     mall_redemptions.c.item_id,
 )
 
+# A benefit (权益) held for a time by one member outside their tier and plan: bought with
+# points in the mall (``source`` ``mall:<redemption id>``). A member's grants of one benefit
+# follow each other: a new one starts when the last ends.
+benefit_grants = Table(
+    "benefit_grants",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("program_id", String(ID), nullable=False),
+    Column("member_id", String(ID), nullable=False),
+    Column("benefit_id", String(ID), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    CheckConstraint("ends_at > starts_at", name="period"),
+    UniqueConstraint("program_id", "source", "benefit_id", name="uq_benefit_grants_source"),
+)
+Index(
+    "ix_benefit_grants_member",
+    benefit_grants.c.program_id,
+    benefit_grants.c.member_id,
+    benefit_grants.c.ends_at,
+)
+
 mall_stock = Table(
     "mall_stock",
     metadata,

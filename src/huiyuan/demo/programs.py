@@ -56,6 +56,12 @@ PLATFORM: dict[str, Any] = {
                 "per_member_limit": 1,
             },
             {
+                "id": "shipping-30d",
+                "name": {"zh": "30天包邮卡", "en": "30 days of free shipping"},
+                "points": 2000,
+                "benefit": {"id": "free-shipping", "days": 30},
+            },
+            {
                 "id": "lounge-pass",
                 "name": {"zh": "机场贵宾厅", "en": "airport lounge pass"},
                 "points": 8000,

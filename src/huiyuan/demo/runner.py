@@ -124,8 +124,9 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
 
 def _shop_in_the_mall(svc: Services, seed: int) -> int:
     """About one member in five with points to spare redeems an item of the platform's mall:
-    ¥10 coupons mostly, a thermos (one each, while stocks last) or, on gold and diamond, a
-    lounge pass. Idempotent: a resumed build replays the same redemptions."""
+    ¥10 coupons mostly, 30 days of free shipping, a thermos (one each, while stocks last) or, on
+    gold and diamond, a lounge pass. Idempotent: a resumed build replays the same
+    redemptions."""
     with svc.engine.connect() as conn:
         rich = conn.execute(
             select(point_accounts.c.member_id, point_accounts.c.available)
@@ -137,7 +138,9 @@ def _shop_in_the_mall(svc: Services, seed: int) -> int:
     for member_id, available in rich:
         if rng.random() > 0.2:
             continue
-        choice = rng.choice(["coupon-10", "coupon-10", "coupon-10", "thermos", "lounge-pass"])
+        choice = rng.choice(
+            ["coupon-10", "coupon-10", "coupon-10", "shipping-30d", "thermos", "lounge-pass"]
+        )
         quantity = min(3, int(available) // 1000) if choice == "coupon-10" else 1
         with suppress(DomainError):  # not enough points, out of stock, not their tier
             points_mall.redeem_item(

@@ -203,7 +203,8 @@ def check_refund(
 
 @dataclass(frozen=True, slots=True)
 class Benefit:
-    """A catalog benefit as granted by one source (``tier:<id>`` or ``plan:<id>``)."""
+    """A catalog benefit as granted by one source (``tier:<id>``, ``plan:<id>``, or
+    ``points`` for one exchanged for points in the mall)."""
 
     id: str
     kind: str

@@ -248,9 +248,17 @@ class RefundOfExpiredDoc(Doc):
     days: PositiveInt = Field(default=30, description="a reissued lot's life in days")
 
 
+class MallBenefitDoc(Doc):
+    """What a mall item exchanges points for, when it is a benefit (权益) of the catalog."""
+
+    id: Ident = Field(description="a benefit of the document's catalog")
+    days: Annotated[int, Field(gt=0, le=3660)] = Field(description="how long one lasts")
+
+
 class MallItemDoc(Doc):
     """An item of the points mall (积分商城): its price in points, how many there are in all,
-    how many one member may have, when and to which tiers it is offered."""
+    how many one member may have, when and to which tiers it is offered — and, if it is an
+    exchange for a benefit, which one and for how long."""
 
     id: Ident
     name: Label
@@ -264,6 +272,9 @@ class MallItemDoc(Doc):
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None
     tiers: list[str] = Field(default=[], description="only members on these tiers; [] = all")
+    benefit: MallBenefitDoc | None = Field(
+        default=None, description="redeeming it grants this benefit (quantity × days)"
+    )
 
     @model_validator(mode="after")
     def _window(self) -> MallItemDoc:
@@ -552,6 +563,11 @@ def _benefit_references(doc: ProgramDocument) -> list[Problem]:
         problems += _named(tier.benefits, ("tiers", "tiers", i, "benefits"), catalog, "benefit")
     for i, plan in enumerate(doc.plans):
         problems += _named(plan.benefits, ("plans", i, "benefits"), catalog, "benefit")
+    problems += [
+        (("points", "mall", i, "benefit", "id"), f"benefit {b.id!r} is not in the catalog", b.id)
+        for i, item in enumerate(doc.points.mall)
+        if (b := item.benefit) is not None and b.id not in catalog
+    ]
     return problems
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row
 
-from huiyuan.db import subscriptions_repo, tiers_repo
+from huiyuan.db import grants_repo, subscriptions_repo, tiers_repo
 from huiyuan.db.audit_repo import enqueue, record_audit
 from huiyuan.domain import membership as dm
 from huiyuan.domain.errors import (
@@ -326,6 +326,11 @@ def _plan_benefits(doc: ProgramDocument, plan: PlanDoc | None) -> list[dm.Benefi
     return _granted(doc, f"plan:{plan.id}", plan.benefits) if plan else []
 
 
+def _grant_end(held: dict[str, datetime], benefit: dm.Benefit) -> str | None:
+    """When a benefit held from points ends (tier and plan benefits: ``None``)."""
+    return held[benefit.id].isoformat() if benefit.source == "points" else None
+
+
 def _number(value: Decimal | None) -> str | None:
     """A rate as a plain decimal string ("10", "9.5", "1.5")."""
     return None if value is None else format(value.normalize(), "f")
@@ -397,8 +402,13 @@ def benefits_in_force(
         doc = config.document
         tier = _tier(conn, doc, program, member_id)
         row = active_plan(conn, program, member_id, now)
+        held = grants_repo.held_until(conn, program, member_id, now)
     plan = _plan(doc, row.plan_id) if row else None
-    granted = _tier_benefits(doc, tier) + _plan_benefits(doc, plan)
+    granted = (
+        _tier_benefits(doc, tier)
+        + _plan_benefits(doc, plan)
+        + _granted(doc, "points", sorted(held))
+    )
     overrides = dm.superseded_by(granted, doc.overlap)
     catalog = {b.id: b for b in doc.benefits}
     total = dm.effective(granted, doc.overlap)
@@ -430,6 +440,7 @@ def benefits_in_force(
                 "skus": sorted(b.skus),
                 "categories": sorted(b.categories),
                 "superseded_by": overrides.get(b.id),
+                "ends_at": _grant_end(held, b),
             }
             for b in granted
         ],

@@ -15,9 +15,10 @@ item: redemptions of the same limited item wait for each other there, no others 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from huiyuan.db import mall_repo, points_repo, tiers_repo
+from huiyuan.db import grants_repo, mall_repo, points_repo, tiers_repo
 from huiyuan.domain.errors import PointsError, conflict, invalid
 from huiyuan.schemas.program_config import MallItemDoc
 from huiyuan.services.context import Services
@@ -79,6 +80,7 @@ def redeem_item(
                 f"{item.id!r} has fewer than {quantity} left",
                 field="quantity",
             )
+        granted = _grant(book, item, quantity, request_id)
         mall_repo.insert_redemption(
             conn,
             {
@@ -98,10 +100,37 @@ def redeem_item(
             "replayed": False,
             "points": points,
             "item": {"id": item.id, "quantity": quantity},
+            "benefit": granted,
             "balance": balance_view(book),
         }
         tx.commit()
     return result
+
+
+def _grant(
+    book: PointsBook, item: MallItemDoc, quantity: int, request_id: str
+) -> dict[str, Any] | None:
+    """An item that exchanges points for a benefit grants it for ``quantity`` × its days,
+    starting now or, if the member holds it already from an earlier grant, when that ends."""
+    if item.benefit is None:
+        return None
+    now = book.svc.now()
+    conn, program, member = book.conn, book.program_id, book.member_id
+    starts = max(now, grants_repo.last_end(conn, program, member, item.benefit.id) or now)
+    ends = starts + timedelta(days=item.benefit.days * quantity)
+    grants_repo.insert(
+        conn,
+        {
+            "program_id": program,
+            "member_id": member,
+            "benefit_id": item.benefit.id,
+            "source": f"mall:{request_id}",
+            "starts_at": starts,
+            "ends_at": ends,
+            "created_at": now,
+        },
+    )
+    return _grant_view(grants_repo.of_source(conn, program, f"mall:{request_id}"))
 
 
 def _check_offered(book: PointsBook, item: MallItemDoc) -> None:
@@ -135,12 +164,22 @@ def _replay(book: PointsBook, request_id: str, item_id: str, quantity: int) -> d
         raise conflict(
             PointsError.ID_REUSED, "this id was used for a different request", field="id"
         )
+    grant = grants_repo.of_source(book.conn, book.program_id, f"mall:{request_id}")
     return {
         "transaction_id": int(row.txn_id),
         "replayed": True,
         "points": int(row.points),
         "item": {"id": row.item_id, "quantity": int(row.quantity)},
+        "benefit": None if grant is None else _grant_view(grant),
         "balance": balance_view(book),
+    }
+
+
+def _grant_view(grant: Any) -> dict[str, Any]:
+    return {
+        "id": grant.benefit_id,
+        "starts_at": grant.starts_at.isoformat(),
+        "ends_at": grant.ends_at.isoformat(),
     }
 
 
