@@ -304,3 +304,74 @@ def test_a_mall_item_may_exchange_only_for_a_benefit_of_the_catalog(api):
     )
     assert response.status_code == 422, response.json()
     assert response.json()["field"] == "document.points.mall[0].benefit.id"
+
+
+def cancel(api, member, redemption_id, key=None, reason="warehouse out of stock"):
+    return api.post(
+        f"/v1/members/{member}/points/redemptions/{redemption_id}/cancellation",
+        {"reason": reason},
+        key=key,
+    )
+
+
+def test_a_cancelled_redemption_gives_back_points_stock_and_benefit(api, clock):
+    svc = api.svc
+    # given a thermos (2 in stock) and 30 days of free shipping, and a member who redeemed one
+    # of each and 200 points for something priced by the caller
+    free_shipping = {"id": "free-ship", "kind": "free_shipping", "name": named("free shipping")}
+    ship = {"id": "ship-30", "name": named("30 days free shipping"), "points": 300,
+            "benefit": {"id": "free-ship", "days": 30}}  # fmt: skip
+    apply(svc, mall_document(CUP, ship, benefits=[free_shipping]))
+    earn(svc, clock, "u1", 2000)
+    assert redeem(api, "u1", "c1", "cup").status_code == 201
+    assert redeem(api, "u1", "c2", "ship-30").status_code == 201
+    plain = {"id": "c3", "amount": 200, "reason": "gift card"}
+    assert api.post("/v1/members/u1/points/redemptions", plain).status_code == 201
+    assert figures(svc)[0] == 1000
+    # when customer service cancels the thermos (it cannot be shipped)
+    response = cancel(api, "u1", "c1")
+    # then the 500 points are back, in the lot they came from, and the thermos is on sale again
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["points"], body["replayed"], body["balance"]["available"]) == (500, False, 1500)
+    assert [lot["remaining"] for lot in rows(svc, tables.point_lots)] == [1500]
+    assert api.get("/v1/points-mall").json()["items"][0]["left"] == 2
+    (mall,) = [r for r in rows(svc, tables.mall_redemptions) if r["redemption_id"] == "c1"]
+    assert mall["status"] == "cancelled"
+    (restored,) = history(svc, kind="restore")
+    assert restored["reason"]["en"] == "redemption cancelled: warehouse out of stock"
+    assert restored["available"] == 500
+    # and the member may have a thermos again: a cancelled one does not count toward the limit
+    assert redeem(api, "u1", "c4", "cup").status_code == 201
+    assert cancel(api, "u1", "c4").status_code == 200
+    # when the free shipping and the caller-priced redemption are cancelled too
+    assert cancel(api, "u1", "c2").status_code == 200
+    assert cancel(api, "u1", "c3").json()["points"] == 200
+    # then the benefit is gone and every point is back
+    assert api.get("/v1/members/u1/benefits").json()["benefits"] == []
+    assert figures(svc)[0] == 2000
+    # and cancelling again changes nothing
+    again = cancel(api, "u1", "c1")
+    assert (again.json()["replayed"], again.json()["transaction_id"]) == (
+        True,
+        body["transaction_id"],
+    )
+    assert figures(svc)[0] == 2000
+    audit = [r for r in rows(svc, tables.audit_log) if r["action"] == "points.redemption_cancelled"]
+    assert len(audit) == 4
+    assert_reconciled(svc)
+
+
+def test_only_an_administrator_cancels_a_members_own_redemption(api, clock):
+    svc = api.svc
+    apply(svc, mall_document(CUP))
+    earn(svc, clock, "u1", 1000)
+    earn(svc, clock, "u2", 1000)
+    assert redeem(api, "u1", "c1", "cup").status_code == 201
+    # an unknown redemption, or another member's, is not found
+    assert cancel(api, "u1", "nope").json()["code"] == "redemption_not_found"
+    assert cancel(api, "u2", "c1").status_code == 404
+    # a key without the admin scope may not cancel
+    writer = api.new_key("platform", "read,write")
+    assert cancel(api, "u1", "c1", key=writer).status_code == 403
+    assert figures(svc, "u1")[0] == 500

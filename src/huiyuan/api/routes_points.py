@@ -187,6 +187,23 @@ def post_redemption(
     return points.redeem(svc, who, member_id, body.id, body.amount, body.reason, body.program_id)
 
 
+class CancellationIn(Request):
+    reason: Annotated[str, Field(min_length=1, max_length=200)]
+    program_id: Ident | None = None
+
+
+@router.post(
+    "/members/{member_id}/points/redemptions/{redemption_id}/cancellation",
+    summary="Take a redemption back: points to their lots, stock, benefit (admin scope)",
+)
+def post_redemption_cancellation(
+    member_id: str, redemption_id: str, body: CancellationIn, svc: ServicesDep, who: PrincipalDep
+) -> dict[str, Any]:
+    return points_mall.cancel_redemption(
+        svc, who, member_id, redemption_id, body.reason, body.program_id
+    )
+
+
 @router.get("/points-mall", summary="The items of a program's points mall on offer now")
 def get_points_mall(
     svc: ServicesDep, who: PrincipalDep, program_id: str | None = None

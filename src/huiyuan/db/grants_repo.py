@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, delete, func, select, update
 
 from huiyuan.db.tables import benefit_grants as g
 
@@ -36,6 +36,13 @@ def held_until(
         .having(func.min(g.c.starts_at) <= at)
     ).all()
     return {benefit: until for benefit, until in rows}
+
+
+def revoke(conn: Connection, program_id: str, source: str, at: datetime) -> None:
+    """End a source's grants at ``at``: one not started yet is deleted, a running one ends."""
+    where = (g.c.program_id == program_id, g.c.source == source)
+    conn.execute(delete(g).where(*where, g.c.starts_at >= at))
+    conn.execute(update(g).where(*where, g.c.ends_at > at).values(ends_at=at))
 
 
 def of_source(conn: Connection, program_id: str, source: str) -> Row[Any] | None:

@@ -20,12 +20,13 @@ def get_redemption(conn: Connection, program_id: str, redemption_id: str) -> Row
 
 
 def redeemed_by(conn: Connection, program_id: str, member_id: str, item_id: str) -> int:
-    """How many of the item the member has redeemed, ever."""
+    """How many of the item the member has redeemed, ever (cancelled redemptions aside)."""
     found = conn.execute(
         select(func.coalesce(func.sum(mall_redemptions.c.quantity), 0)).where(
             mall_redemptions.c.program_id == program_id,
             mall_redemptions.c.member_id == member_id,
             mall_redemptions.c.item_id == item_id,
+            mall_redemptions.c.status == "redeemed",
         )
     ).scalar_one()
     return int(found)
@@ -55,6 +56,26 @@ def take_stock(conn: Connection, program_id: str, item_id: str, quantity: int, s
         .values(sold=mall_stock.c.sold + quantity)
     ).rowcount
     return bool(taken)
+
+
+def give_back_stock(conn: Connection, program_id: str, item_id: str, quantity: int) -> None:
+    """A cancelled redemption of a limited item: its units are on sale again."""
+    conn.execute(
+        update(mall_stock)
+        .where(mall_stock.c.program_id == program_id, mall_stock.c.item_id == item_id)
+        .values(sold=mall_stock.c.sold - quantity)
+    )
+
+
+def mark_cancelled(conn: Connection, program_id: str, redemption_id: str, at: Any) -> None:
+    conn.execute(
+        update(mall_redemptions)
+        .where(
+            mall_redemptions.c.program_id == program_id,
+            mall_redemptions.c.redemption_id == redemption_id,
+        )
+        .values(status="cancelled", cancelled_at=at)
+    )
 
 
 def sold(conn: Connection, program_id: str) -> dict[str, int]:

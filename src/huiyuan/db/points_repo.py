@@ -196,6 +196,28 @@ def spendable_lots(conn: Connection, program_id: str, member_id: str) -> Sequenc
     return conn.execute(_SPENDABLE_LOTS, {"p_program": program_id, "p_member": member_id}).all()
 
 
+def unrestored_draws(conn: Connection, txn_id: int) -> int:
+    """What a spend drew from lots and has not given back yet."""
+    found = conn.execute(
+        select(func.coalesce(func.sum(point_draws.c.amount - point_draws.c.restored), 0)).where(
+            point_draws.c.txn_id == txn_id
+        )
+    ).scalar_one()
+    return int(found)
+
+
+def member_moved(conn: Connection, txn_id: int) -> int:
+    """What a transaction moved in the member's ``available`` bucket."""
+    found = conn.execute(
+        select(func.coalesce(func.sum(point_entries.c.amount), 0)).where(
+            point_entries.c.txn_id == txn_id,
+            point_entries.c.account == "member",
+            point_entries.c.bucket == "available",
+        )
+    ).scalar_one()
+    return int(found)
+
+
 def lapsed_points(conn: Connection, program_id: str, member_id: str, now: datetime) -> int:
     """Points of the member's lots past their expiry that are still open (a hold keeps them)."""
     found = conn.execute(

@@ -503,7 +503,10 @@ mall_redemptions = Table(
     Column("txn_id", BigInteger, ForeignKey("point_txns.id"), nullable=False),
     Column("config_version", Integer, nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("status", String(16), nullable=False, server_default="redeemed"),
+    Column("cancelled_at", UTCDateTime()),
     CheckConstraint("quantity > 0 and points > 0", name="amounts"),
+    CheckConstraint("status in ('redeemed', 'cancelled')", name="status"),
 )
 Index(
     "ix_mall_redemptions_member_item",

@@ -49,6 +49,7 @@ class PointsError(StrEnum):
     BELOW_MINIMUM_UNIT = "below_minimum_unit"
     DEDUCTION_EXCEEDS_SHARE = "deduction_exceeds_share"
     PROGRAM_NOT_ENROLLED = "program_not_enrolled"
+    REDEMPTION_NOT_FOUND = "redemption_not_found"
     MALL_ITEM_NOT_FOUND = "mall_item_not_found"
     MALL_ITEM_UNAVAILABLE = "mall_item_unavailable"
     MALL_ITEM_NOT_FOR_TIER = "mall_item_not_for_tier"

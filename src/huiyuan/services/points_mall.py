@@ -19,7 +19,8 @@ from datetime import timedelta
 from typing import Any
 
 from huiyuan.db import grants_repo, mall_repo, points_repo, tiers_repo
-from huiyuan.domain.errors import PointsError, conflict, invalid
+from huiyuan.db.audit_repo import record_audit
+from huiyuan.domain.errors import PointsError, conflict, invalid, not_found
 from huiyuan.schemas.program_config import MallItemDoc
 from huiyuan.services.context import Services
 from huiyuan.services.points import balance_view, book_for_request
@@ -214,3 +215,59 @@ def catalogue(svc: Services, who: Principal, program_id: str | None) -> dict[str
 
 def _iso_or_none(moment: Any) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def cancel_redemption(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    redemption_id: str,
+    reason: str,
+    program_id: str | None,
+) -> dict[str, Any]:
+    """Take a redemption back (the item cannot be shipped, customer service cancels it): its
+    points go back to the lots they came from, with their original expiry (a lot that expired
+    meanwhile per ``refund_of_expired``); a mall item's units go back on sale, and a benefit it
+    granted ends now. Audited. Cancelling again answers the same, with ``replayed``."""
+    who.require(Scope.ADMIN)
+    with book_for_request(svc, who, member_id, program_id) as (tx, book):
+        conn, program = tx.conn, book.program_id
+        spent = points_repo.find_txn(conn, program, f"redeem:{redemption_id}")
+        if spent is None or spent.member_id != member_id:
+            raise not_found(
+                PointsError.REDEMPTION_NOT_FOUND,
+                f"no redemption {redemption_id!r} of member {member_id!r} in {program!r}",
+            )
+        key = f"cancel:{redemption_id}"
+        done = points_repo.find_txn(conn, program, key)
+        if done is not None:
+            txn_id = int(done.id)
+        else:
+            points = points_repo.unrestored_draws(conn, spent.id)
+            words = Reason(f"积分兑换撤销：{reason}", f"redemption cancelled: {reason}")
+            restored = book.restore([spent.id], points, key, words)
+            assert restored is not None  # the key was looked up above, under the member's lock
+            txn_id = restored
+            now = svc.now()
+            mall = mall_repo.get_redemption(conn, program, redemption_id)
+            if mall is not None:
+                mall_repo.give_back_stock(conn, program, mall.item_id, int(mall.quantity))
+                grants_repo.revoke(conn, program, f"mall:{redemption_id}", now)
+                mall_repo.mark_cancelled(conn, program, redemption_id, now)
+            record_audit(
+                conn,
+                actor=who.actor,
+                action="points.redemption_cancelled",
+                subject=f"member:{member_id}",
+                detail={"program_id": program, "redemption_id": redemption_id, "reason": reason},
+                at=now,
+            )
+        result = {
+            "redemption_id": redemption_id,
+            "transaction_id": txn_id,
+            "replayed": done is not None,
+            "points": points_repo.member_moved(conn, txn_id),
+            "balance": balance_view(book),
+        }
+        tx.commit()
+    return result

@@ -36,7 +36,12 @@ def upgrade() -> None:
         sa.Column("txn_id", sa.BigInteger(), nullable=False),
         sa.Column("config_version", sa.Integer(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("status", sa.String(length=16), server_default="redeemed", nullable=False),
+        sa.Column("cancelled_at", UTCDateTime(), nullable=True),
         sa.CheckConstraint("quantity > 0 and points > 0", name=op.f("ck_mall_redemptions_amounts")),
+        sa.CheckConstraint(
+            "status in ('redeemed', 'cancelled')", name=op.f("ck_mall_redemptions_status")
+        ),
         sa.ForeignKeyConstraint(
             ["txn_id"], ["point_txns.id"], name=op.f("fk_mall_redemptions_txn_id_point_txns")
         ),
