@@ -210,7 +210,8 @@ def redeem(
     reason: str,
     program_id: str | None,
 ) -> dict[str, Any]:
-    """Spend points directly (points mall, exchange for a coupon)."""
+    """Spend an amount of points the caller priced (an item of the program's own points mall
+    is ``points_mall.redeem_item``)."""
     who.require(Scope.WRITE)
     with book_for_request(svc, who, member_id, program_id) as (tx, book):
         conn, program = tx.conn, book.program_id

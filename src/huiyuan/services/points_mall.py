@@ -8,6 +8,9 @@ allowance, the points (oldest expiry first, as any spend) and the stock, in that
 either records all of it — the ``redeem`` transaction, the redemption, the stock sold — or
 nothing. The request's ``id`` makes it idempotent, as for any redemption.
 
+Customer service may cancel a redemption (``cancel_redemption``): the points go back to their
+lots, the units to the stock, and a benefit it granted ends.
+
 Locks: the member's points account first (the allowance is counted under it, so one member's
 concurrent redemptions cannot both pass the limit), then the item's stock row (one per limited
 item: redemptions of the same limited item wait for each other there, no others do).
@@ -38,6 +41,7 @@ def redeem_item(
     quantity: int,
     program_id: str | None,
 ) -> dict[str, Any]:
+    """Redeem ``quantity`` of a mall item (see the module's docstring)."""
     who.require(Scope.WRITE)
     with book_for_request(svc, who, member_id, program_id) as (tx, book):
         conn, program = tx.conn, book.program_id
@@ -185,7 +189,8 @@ def _grant_view(grant: Any) -> dict[str, Any]:
 
 
 def catalogue(svc: Services, who: Principal, program_id: str | None) -> dict[str, Any]:
-    """The items on offer in the program's points mall now, with what is left of each."""
+    """The items of the program's points mall, with what is left of each: those on offer now
+    and those still to come (their ``starts_at`` says when); not those whose window ended."""
     who.require(Scope.READ)
     now = svc.now()
     with svc.engine.connect() as conn:
