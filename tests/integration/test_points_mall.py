@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from huiyuan.db import tables
 from huiyuan.domain.errors import DomainError
-from huiyuan.services import points_mall
+from huiyuan.services import points_jobs, points_mall
 from huiyuan.services.principals import SYSTEM
 
 from .bodies import completed, item, paid
@@ -375,3 +375,22 @@ def test_only_an_administrator_cancels_a_members_own_redemption(api, clock):
     writer = api.new_key("platform", "read,write")
     assert cancel(api, "u1", "c1", key=writer).status_code == 403
     assert figures(svc, "u1")[0] == 500
+
+
+def test_reconcile_tells_a_stock_count_that_does_not_match_the_redemptions(api, clock):
+    svc = api.svc
+    apply(svc, mall_document(CUP))
+    earn(svc, clock, "u1", 1000)
+    assert redeem(api, "u1", "m1", "cup").status_code == 201
+    assert points_jobs.reconcile(svc).drifts == []
+    # when someone edits the stock count by hand
+    with svc.engine.begin() as conn:
+        conn.execute(sa.update(tables.mall_stock).values(sold=tables.mall_stock.c.sold + 1))
+    # then reconcile says which item and by how much
+    (drift,) = points_jobs.reconcile(svc).drifts
+    assert (drift.kind, drift.subject, drift.expected, drift.found) == (
+        "mall_stock_vs_redemptions",
+        "platform/cup",
+        1,
+        2,
+    )

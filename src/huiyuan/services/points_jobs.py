@@ -23,6 +23,8 @@ from sqlalchemy import Table, func, select, update
 from huiyuan.db import points_repo
 from huiyuan.db.audit_repo import enqueue
 from huiyuan.db.tables import (
+    mall_redemptions,
+    mall_stock,
     point_accounts,
     point_draws,
     point_entries,
@@ -265,7 +267,47 @@ def reconcile(svc: Services) -> Reconciliation:
             conn.execute(select(func.count()).select_from(point_txns)).scalar_one()
         )
         _reconcile_wallets(conn, report)
+        _reconcile_mall(conn, report)
     return report
+
+
+def _reconcile_mall(conn: Any, report: Reconciliation) -> None:
+    """A limited item's count of units sold is that of its redemptions not cancelled, and
+    each redemption still holds the points it took from the lots (none once cancelled)."""
+    r = mall_redemptions.c
+    counted = (
+        select(r.program_id, r.item_id, func.sum(r.quantity).label("quantity"))
+        .where(r.status == "redeemed")
+        .group_by(r.program_id, r.item_id)
+        .subquery()
+    )
+    for program, item, sold, quantity in conn.execute(
+        select(
+            mall_stock.c.program_id,
+            mall_stock.c.item_id,
+            mall_stock.c.sold,
+            func.coalesce(counted.c.quantity, 0),
+        ).outerjoin(
+            counted,
+            (counted.c.program_id == mall_stock.c.program_id)
+            & (counted.c.item_id == mall_stock.c.item_id),
+        )
+    ):
+        if int(sold) != int(quantity):
+            report.drifts.append(
+                Drift("mall_stock_vs_redemptions", f"{program}/{item}", int(quantity), int(sold))
+            )
+    held = func.coalesce(func.sum(point_draws.c.amount - point_draws.c.restored), 0)
+    for program, redemption, status, points, found in conn.execute(
+        select(r.program_id, r.redemption_id, r.status, r.points, held)
+        .outerjoin(point_draws, point_draws.c.txn_id == r.txn_id)
+        .group_by(r.program_id, r.redemption_id, r.status, r.points)
+    ):
+        expected = int(points) if status == "redeemed" else 0
+        if int(found) != expected:
+            report.drifts.append(
+                Drift("mall_redemption_vs_draws", f"{program}/{redemption}", expected, int(found))
+            )
 
 
 def _member_buckets(conn: Any, entries: Table) -> dict[tuple[str, str], dict[str, int]]:
