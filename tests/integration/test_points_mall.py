@@ -394,3 +394,23 @@ def test_reconcile_tells_a_stock_count_that_does_not_match_the_redemptions(api, 
         1,
         2,
     )
+
+
+def test_a_daily_limit_starts_again_at_midnight_shanghai_time(api, clock):
+    svc = api.svc
+    # given a coupon limited to one per member a day, and a member with plenty of points
+    daily = {**COUPON, "points": 10, "per_member_limit": 1, "limit_period": "day"}
+    apply(svc, mall_document(daily))
+    earn(svc, clock, "u1", 1000)
+    # when they redeem one at 23:30 in Shanghai (15:30 UTC), and ask for another
+    clock.now = clock().replace(hour=15, minute=30) + timedelta(days=1)
+    assert redeem(api, "u1", "d1", "coupon-10").status_code == 201
+    second = redeem(api, "u1", "d2", "coupon-10")
+    # then the second is refused for the day
+    assert (second.status_code, second.json()["code"]) == (409, "mall_item_limit_reached")
+    assert "1 per member a day" in second.json()["detail"]
+    # and forty minutes later, a new day in Shanghai though not in UTC, it is granted
+    clock.advance(minutes=40)
+    assert redeem(api, "u1", "d3", "coupon-10").status_code == 201
+    assert api.get("/v1/points-mall").json()["items"][0]["limit_period"] == "day"
+    assert_reconciled(svc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, select, update
@@ -19,17 +20,20 @@ def get_redemption(conn: Connection, program_id: str, redemption_id: str) -> Row
     ).first()
 
 
-def redeemed_by(conn: Connection, program_id: str, member_id: str, item_id: str) -> int:
-    """How many of the item the member has redeemed, ever (cancelled redemptions aside)."""
-    found = conn.execute(
-        select(func.coalesce(func.sum(mall_redemptions.c.quantity), 0)).where(
-            mall_redemptions.c.program_id == program_id,
-            mall_redemptions.c.member_id == member_id,
-            mall_redemptions.c.item_id == item_id,
-            mall_redemptions.c.status == "redeemed",
-        )
-    ).scalar_one()
-    return int(found)
+def redeemed_by(
+    conn: Connection, program_id: str, member_id: str, item_id: str, since: datetime | None
+) -> int:
+    """How many of the item the member has redeemed since ``since`` (``None``: ever),
+    cancelled redemptions aside."""
+    query = select(func.coalesce(func.sum(mall_redemptions.c.quantity), 0)).where(
+        mall_redemptions.c.program_id == program_id,
+        mall_redemptions.c.member_id == member_id,
+        mall_redemptions.c.item_id == item_id,
+        mall_redemptions.c.status == "redeemed",
+    )
+    if since is not None:
+        query = query.where(mall_redemptions.c.created_at >= since)
+    return int(conn.execute(query).scalar_one())
 
 
 def insert_redemption(conn: Connection, row: dict[str, Any]) -> None:

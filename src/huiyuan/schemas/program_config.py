@@ -267,7 +267,10 @@ class MallItemDoc(Doc):
         default=None, description="how many may be redeemed in all, ever; none: no limit"
     )
     per_member_limit: PositiveInt | None = Field(
-        default=None, description="how many one member may redeem, ever; none: no limit"
+        default=None, description="how many one member may redeem per period; none: no limit"
+    )
+    limit_period: Literal["ever", "day", "month"] = Field(
+        default="ever", description="what per_member_limit counts: ever, per business day or month"
     )
     starts_at: AwareDatetime | None = None
     ends_at: AwareDatetime | None = None

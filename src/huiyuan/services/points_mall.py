@@ -1,7 +1,7 @@
 """The points mall (积分商城): redeeming an item of the program document's catalogue.
 
 An item has a price in points, and may have a stock (how many in all, ever), a limit per member
-(ever), a window (``starts_at``/``ends_at``) and tiers it is reserved for. A redemption is
+(ever, or per business day or month), a window (``starts_at``/``ends_at``) and tiers it is reserved for. A redemption is
 ``POST /v1/members/{id}/points/redemptions`` naming ``item_id`` (and ``quantity``) instead of an
 amount: Huiyuan prices it from the catalogue in force, checks the window, the tier, the member's
 allowance, the points (oldest expiry first, as any spend) and the stock, in that order, and
@@ -18,7 +18,7 @@ item: redemptions of the same limited item wait for each other there, no others 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from huiyuan.db import grants_repo, mall_repo, points_repo, tiers_repo
@@ -58,11 +58,13 @@ def redeem_item(
         _check_offered(book, item)
         book.balances()  # locks the account: the allowance below is counted under it
         if item.per_member_limit is not None:
-            had = mall_repo.redeemed_by(conn, program, member_id, item.id)
+            since = _period_start(svc, item.limit_period)
+            had = mall_repo.redeemed_by(conn, program, member_id, item.id, since)
             if had + quantity > item.per_member_limit:
+                per = {"ever": "", "day": " a day", "month": " a month"}[item.limit_period]
                 raise conflict(
                     PointsError.MALL_ITEM_LIMIT_REACHED,
-                    f"{item.id!r} is limited to {item.per_member_limit} per member; "
+                    f"{item.id!r} is limited to {item.per_member_limit} per member{per}; "
                     f"this member has {had}",
                     field="quantity",
                 )
@@ -138,6 +140,15 @@ def _grant(
     return _grant_view(grants_repo.of_source(conn, program, f"mall:{request_id}"))
 
 
+def _period_start(svc: Services, period: str) -> datetime | None:
+    """The start of the business day or month now (``None`` for ``ever``)."""
+    if period == "ever":
+        return None
+    zone = svc.settings.zone
+    day = datetime.combine(svc.now().astimezone(zone).date(), time(0), tzinfo=zone)
+    return day if period == "day" else day.replace(day=1)
+
+
 def _check_offered(book: PointsBook, item: MallItemDoc) -> None:
     now = book.svc.now()
     if (item.starts_at and now < item.starts_at) or (item.ends_at and now >= item.ends_at):
@@ -208,6 +219,7 @@ def catalogue(svc: Services, who: Principal, program_id: str | None) -> dict[str
                 "stock": item.stock,
                 "left": None if item.stock is None else max(item.stock - sold.get(item.id, 0), 0),
                 "per_member_limit": item.per_member_limit,
+                "limit_period": item.limit_period,
                 "starts_at": _iso_or_none(item.starts_at),
                 "ends_at": _iso_or_none(item.ends_at),
                 "tiers": list(item.tiers),
