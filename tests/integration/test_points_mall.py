@@ -414,3 +414,28 @@ def test_a_daily_limit_starts_again_at_midnight_shanghai_time(api, clock):
     assert redeem(api, "u1", "d3", "coupon-10").status_code == 201
     assert api.get("/v1/points-mall").json()["items"][0]["limit_period"] == "day"
     assert_reconciled(svc)
+
+
+def test_a_member_reads_their_redemptions_newest_first_a_page_at_a_time(api, clock):
+    svc = api.svc
+    apply(svc, mall_document(CUP, COUPON))
+    earn(svc, clock, "u1", 5000)
+    assert redeem(api, "u1", "r1", "cup").status_code == 201
+    clock.advance(hours=1)
+    assert redeem(api, "u1", "r2", "coupon-10", quantity=2).status_code == 201
+    assert cancel(api, "u1", "r1").status_code == 200
+    page = api.get("/v1/members/u1/points-mall/redemptions", limit=1).json()
+    (newest,) = page["redemptions"]
+    assert (newest["id"], newest["quantity"], newest["points"], newest["status"]) == (
+        "r2",
+        2,
+        2000,
+        "redeemed",
+    )
+    assert newest["name"] == {"zh": "10元券", "en": "¥10 coupon"}
+    rest = api.get(
+        "/v1/members/u1/points-mall/redemptions", before=newest["cursor"], limit=5
+    ).json()["redemptions"]
+    assert [(r["id"], r["status"]) for r in rest] == [("r1", "cancelled")]
+    assert rest[0]["cancelled_at"] is not None
+    assert api.get("/v1/members/u2/points-mall/redemptions").status_code == 404

@@ -204,6 +204,23 @@ def post_redemption_cancellation(
     )
 
 
+@router.get(
+    "/members/{member_id}/points-mall/redemptions",
+    summary="A member's points-mall redemptions, newest first",
+)
+def get_mall_redemptions(
+    member_id: str,
+    svc: ServicesDep,
+    who: PrincipalDep,
+    program_id: str | None = None,
+    before: Annotated[
+        int | None, Query(ge=1, description="the cursor of the last one seen")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    return points_mall.redemptions_of(svc, who, member_id, program_id, before=before, limit=limit)
+
+
 @router.get("/points-mall", summary="The items of a program's points mall on offer now")
 def get_points_mall(
     svc: ServicesDep, who: PrincipalDep, program_id: str | None = None

@@ -36,6 +36,18 @@ def redeemed_by(
     return int(conn.execute(query).scalar_one())
 
 
+def of_member(
+    conn: Connection, program_id: str, member_id: str, before_txn: int | None, limit: int
+) -> list[Row[Any]]:
+    """The member's mall redemptions, newest first (``before_txn``: the page after)."""
+    query = select(mall_redemptions).where(
+        mall_redemptions.c.program_id == program_id, mall_redemptions.c.member_id == member_id
+    )
+    if before_txn is not None:
+        query = query.where(mall_redemptions.c.txn_id < before_txn)
+    return list(conn.execute(query.order_by(mall_redemptions.c.txn_id.desc()).limit(limit)))
+
+
 def insert_redemption(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(mall_redemptions.insert(), row)
 

@@ -1,7 +1,8 @@
 """The points mall (积分商城): redeeming an item of the program document's catalogue.
 
 An item has a price in points, and may have a stock (how many in all, ever), a limit per member
-(ever, or per business day or month), a window (``starts_at``/``ends_at``) and tiers it is reserved for. A redemption is
+(ever, or per business day or month), a window (``starts_at``/``ends_at``), tiers it is reserved
+for, and a benefit it exchanges points for. A redemption is
 ``POST /v1/members/{id}/points/redemptions`` naming ``item_id`` (and ``quantity``) instead of an
 amount: Huiyuan prices it from the catalogue in force, checks the window, the tier, the member's
 allowance, the points (oldest expiry first, as any spend) and the stock, in that order, and
@@ -26,6 +27,7 @@ from huiyuan.db.audit_repo import record_audit
 from huiyuan.domain.errors import PointsError, conflict, invalid, not_found
 from huiyuan.schemas.program_config import MallItemDoc
 from huiyuan.services.context import Services
+from huiyuan.services.members import require_visible_member
 from huiyuan.services.points import balance_view, book_for_request
 from huiyuan.services.points_book import REDEEMED, PointsBook, Reason
 from huiyuan.services.principals import Principal, Scope
@@ -288,3 +290,46 @@ def cancel_redemption(
         }
         tx.commit()
     return result
+
+
+def redemptions_of(
+    svc: Services,
+    who: Principal,
+    member_id: str,
+    program_id: str | None,
+    *,
+    before: int | None = None,
+    limit: int = 50,
+) -> dict[str, Any]:
+    """The member's mall redemptions (兑换记录), newest first, a page at a time: ``before`` is
+    the ``cursor`` of the last one seen."""
+    who.require(Scope.READ)
+    now = svc.now()
+    with svc.engine.connect() as conn:
+        program = program_for_key(svc, conn, who, program_id)
+        require_visible_member(conn, who, member_id)
+        found = mall_repo.of_member(conn, program, member_id, before, limit)
+        items = {i.id: i for i in svc.configs.at(conn, program, now).document.points.mall}
+    return {
+        "member_id": member_id,
+        "program_id": program,
+        "redemptions": [
+            {
+                "id": r.redemption_id,
+                "item_id": r.item_id,
+                "name": _name(items.get(r.item_id)),
+                "quantity": int(r.quantity),
+                "points": int(r.points),
+                "status": r.status,
+                "redeemed_at": r.created_at.isoformat(),
+                "cancelled_at": _iso_or_none(r.cancelled_at),
+                "cursor": int(r.txn_id),
+            }
+            for r in found
+        ],
+    }
+
+
+def _name(item: MallItemDoc | None) -> dict[str, str] | None:
+    """An item's name in the catalogue in force (``None`` once it left the catalogue)."""
+    return None if item is None else {"zh": item.name.zh, "en": item.name.en}
