@@ -52,3 +52,21 @@ def the_effect(effects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def effects_of(effects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [e for e in effects if e["kind"] == kind]
+
+
+def start_afresh(svc: Services, clock: Any, start: Any) -> None:
+    """Empty every table and put the clock back to ``start``, so that each Hypothesis example
+    is the same story every time it is replayed or shrunk."""
+    from huiyuan.services import owners
+
+    names = [t.name for t in reversed(tables.metadata.sorted_tables)]
+    with svc.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in names:
+                conn.execute(sa.text(f"DELETE FROM {name}"))
+    svc.directory.invalidate()
+    svc.configs.invalidate()
+    clock.now = start
+    owners.ensure_platform(svc)

@@ -24,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -36,16 +35,15 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from huiyuan.db.tables import metadata
 from huiyuan.domain import points as dp
 from huiyuan.domain.errors import DomainError
 from huiyuan.services import events as event_service
-from huiyuan.services import owners as owner_service
 from huiyuan.services import points, points_jobs
 from huiyuan.services.principals import SYSTEM
 
 from .bodies import cancelled, completed, item, paid, refunded
 from .ledger import apply, document, iso, lots_of
+from .stored import start_afresh
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 EXPIRY = dp.ExpiryPolicy("rolling", days=2)
@@ -276,29 +274,13 @@ class Ledger:
 START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 
 
-def start_afresh(svc, clock) -> None:
-    """Empty every table and put the clock back, so each example is the same story every time
-    Hypothesis replays or shrinks it."""
-    names = [t.name for t in reversed(metadata.sorted_tables)]
-    with svc.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in names:
-                conn.execute(sa.text(f"DELETE FROM {name}"))
-    svc.directory.invalidate()
-    svc.configs.invalidate()
-    clock.now = START
-    owner_service.ensure_platform(svc)
-
-
 def run_stories(svc, clock, examples: int, steps: int) -> None:
     members = itertools.count()
 
     class PointsStories(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            start_afresh(svc, clock)
+            start_afresh(svc, clock, START)
             self.member = f"m{next(members)}"
             self.ids = itertools.count()
             self.model = Ledger(debt=True, reissue=True)
