@@ -439,3 +439,23 @@ def test_a_member_reads_their_redemptions_newest_first_a_page_at_a_time(api, clo
     assert [(r["id"], r["status"]) for r in rest] == [("r1", "cancelled")]
     assert rest[0]["cancelled_at"] is not None
     assert api.get("/v1/members/u2/points-mall/redemptions").status_code == 404
+
+
+@pytest.mark.postgres_only
+def test_the_same_cancellation_sent_by_20_threads_at_once_applies_once(pg, clock):
+    # given a member who redeemed a thermos for 500 of their 600 points
+    apply(pg, mall_document(CUP))
+    earn(pg, clock, "u1", 600)
+    points_mall.redeem_item(pg, SYSTEM, "u1", "m1", "cup", 1, None)
+
+    def attempt(_):
+        return points_mall.cancel_redemption(pg, SYSTEM, "u1", "m1", "retry", None)["replayed"]
+
+    # when customer service's cancellation arrives 20 times at once
+    replayed = all_at_once(attempt, 20)
+    # then it applied once: the points came back once, the stock once
+    assert sorted(replayed) == [False] + [True] * 19
+    assert figures(pg)[0] == 600
+    assert rows(pg, tables.mall_stock)[0]["sold"] == 0
+    assert len([t for t in rows(pg, tables.point_txns) if t["kind"] == "restore"]) == 1
+    assert_reconciled(pg)
