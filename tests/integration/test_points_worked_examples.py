@@ -408,10 +408,7 @@ def test_a_member_is_reminded_once_of_each_lot_about_to_expire(svc, clock):
 def test_points_past_their_expiry_cannot_be_spent_before_the_job_runs(api, clock):
     svc = api.svc
     # given 100 points expiring after 10 days and 50 earned 5 days later
-    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
-    earn(svc, clock, "o1", 10000)
-    clock.advance(days=5)
-    earn(svc, clock, "o2", 5000)
+    two_lots(svc, clock, 100, 50)
     first, second = lots_of(svc)
     # when the first lot's expiry has passed and the expiry job has not run yet
     clock.advance(days=7)
@@ -450,14 +447,18 @@ def test_points_past_their_expiry_cannot_be_spent_before_the_job_runs(api, clock
     assert_reconciled(svc)
 
 
-def held_across_expiry(api, clock, *, first, later, hold):
-    """``first`` points living 10 days, ``later`` points earned 5 days after them, a hold of
-    ``hold`` for order o3 placed an hour before the first expire; then the clock moves to an
-    hour after."""
-    apply(api.svc, document(expiry={"mode": "rolling", "days": 10}))
-    earn(api.svc, clock, "o1", first * 100)
+def two_lots(svc, clock, first, later):
+    """Points living 10 days: ``first`` from o1, then ``later`` from o2 five days after."""
+    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
+    earn(svc, clock, "o1", first * 100)
     clock.advance(days=5)
-    earn(api.svc, clock, "o2", later * 100)
+    earn(svc, clock, "o2", later * 100)
+
+
+def held_across_expiry(api, clock, *, first, later, hold):
+    """``two_lots``, a hold of ``hold`` for order o3 placed an hour before the first expire;
+    then the clock moves to an hour after."""
+    two_lots(api.svc, clock, first, later)
     expires_at = lots_of(api.svc)[0]["expires_at"]
     clock.now = expires_at - timedelta(hours=1)
     assert reserve(api, hold, order_id="o3", ttl_seconds=86_400).status_code == 201
@@ -513,10 +514,7 @@ def test_a_small_hold_does_not_unlock_a_large_expired_balance(api, clock):
 def test_a_refund_after_its_points_expired_takes_back_the_lapse_not_other_points(api, clock):
     svc = api.svc
     # given 100 points from o1 expiring after 10 days, and 50 from o2 earned 5 days later
-    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
-    earn(svc, clock, "o1", 10000)
-    clock.advance(days=5)
-    earn(svc, clock, "o2", 5000)
+    two_lots(svc, clock, 100, 50)
     # when o1 is refunded in full after its points' expiry, before the expiry job ran
     clock.advance(days=7)
     clawed = the_effect(refund(svc, clock, "o1", "r1", 10000), "points.clawed_back")
