@@ -105,8 +105,11 @@ def test_a_limited_item_is_redeemed_once_per_member_until_it_runs_out(api, clock
         True,
         body["transaction_id"],
     )
-    # but the same id for another quantity is a conflict
+    # but the same id for another quantity, or for an amount, is a conflict
     assert redeem(api, "u1", "m1", "cup", quantity=2).json()["code"] == "points_request_id_reused"
+    as_amount = {"id": "m1", "amount": 500, "reason": "thermos"}
+    reused = api.post("/v1/members/u1/points/redemptions", as_amount).json()
+    assert (reused["code"], reused["field"]) == ("points_request_id_reused", "id")
     # when u3 redeems two coupons, the price is the item's times the quantity
     response = redeem(api, "u3", "m5", "coupon-10", quantity=2)
     assert response.status_code == 201

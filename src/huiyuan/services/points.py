@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select
 
-from huiyuan.db import members_repo, points_repo
+from huiyuan.db import mall_repo, members_repo, points_repo
 from huiyuan.db.audit_repo import record_audit
 from huiyuan.db.tables import point_entries, point_lots, point_txns
 from huiyuan.db.uow import UnitOfWork
@@ -217,6 +217,10 @@ def redeem(
         conn, program = tx.conn, book.program_id
         key = f"redeem:{request_id}"
         if points_repo.find_txn(conn, program, key) is not None:
+            if mall_repo.get_redemption(conn, program, request_id) is not None:
+                raise conflict(
+                    PointsError.ID_REUSED, "this id was used for a mall item", field="id"
+                )
             return _replay_txn(conn, program, key, "redeem", amount) | {
                 "balance": balance_view(book)
             }
