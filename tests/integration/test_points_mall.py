@@ -462,3 +462,24 @@ def test_the_same_cancellation_sent_by_20_threads_at_once_applies_once(pg, clock
     assert rows(pg, tables.mall_stock)[0]["sold"] == 0
     assert len([t for t in rows(pg, tables.point_txns) if t["kind"] == "restore"]) == 1
     assert_reconciled(pg)
+
+
+def test_redemptions_made_while_an_item_had_no_stock_do_not_touch_its_count(api, clock):
+    svc = api.svc
+    # given a thermos with 2 in stock, one redeemed
+    apply(svc, mall_document(CUP))
+    earn(svc, clock, "u1", 2000)
+    earn(svc, clock, "u2", 2000)
+    assert redeem(api, "u1", "s1", "cup").status_code == 201
+    # when a later version makes it unlimited, and u2 redeems one and cancels it
+    clock.advance(hours=1)
+    apply(svc, mall_document({**CUP, "stock": None}))
+    assert redeem(api, "u2", "s2", "cup").status_code == 201
+    assert cancel(api, "u2", "s2").status_code == 200
+    # then the count still says 1 sold (the unlimited one never counted), and reconciles
+    assert rows(svc, tables.mall_stock)[0]["sold"] == 1
+    assert_reconciled(svc)
+    # and once the stock is back, one is left
+    clock.advance(hours=1)
+    apply(svc, mall_document(CUP))
+    assert api.get("/v1/points-mall").json()["items"][0]["left"] == 1

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     true,
 )
 
@@ -505,6 +506,8 @@ mall_redemptions = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("status", String(16), nullable=False, server_default="redeemed"),
     Column("cancelled_at", UTCDateTime()),
+    # whether it counted in ``mall_stock`` (the item had a stock when it was redeemed)
+    Column("stocked", Boolean, nullable=False, server_default=false()),
     CheckConstraint("quantity > 0 and points > 0", name="amounts"),
     CheckConstraint("status in ('redeemed', 'cancelled')", name="status"),
 )

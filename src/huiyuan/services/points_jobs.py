@@ -272,12 +272,13 @@ def reconcile(svc: Services) -> Reconciliation:
 
 
 def _reconcile_mall(conn: Any, report: Reconciliation) -> None:
-    """A limited item's count of units sold is that of its redemptions not cancelled, and
+    """A limited item's count of units sold is that of its redemptions not cancelled made
+    while it had a stock, and
     each redemption still holds the points it took from the lots (none once cancelled)."""
     r = mall_redemptions.c
     counted = (
         select(r.program_id, r.item_id, func.sum(r.quantity).label("quantity"))
-        .where(r.status == "redeemed")
+        .where(r.status == "redeemed", r.stocked)
         .group_by(r.program_id, r.item_id)
         .subquery()
     )

@@ -102,6 +102,7 @@ def redeem_item(
                 "txn_id": txn_id,
                 "config_version": book.config.version,
                 "created_at": svc.now(),
+                "stocked": item.stock is not None,
             },
         )
         result = {
@@ -270,7 +271,8 @@ def cancel_redemption(
             now = svc.now()
             mall = mall_repo.get_redemption(conn, program, redemption_id)
             if mall is not None:
-                mall_repo.give_back_stock(conn, program, mall.item_id, int(mall.quantity))
+                if mall.stocked:
+                    mall_repo.give_back_stock(conn, program, mall.item_id, int(mall.quantity))
                 grants_repo.revoke(conn, program, f"mall:{redemption_id}", now)
                 mall_repo.mark_cancelled(conn, program, redemption_id, now)
             record_audit(

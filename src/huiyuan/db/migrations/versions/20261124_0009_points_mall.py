@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("status", sa.String(length=16), server_default="redeemed", nullable=False),
         sa.Column("cancelled_at", UTCDateTime(), nullable=True),
+        sa.Column("stocked", sa.Boolean(), server_default=sa.false(), nullable=False),
         sa.CheckConstraint("quantity > 0 and points > 0", name=op.f("ck_mall_redemptions_amounts")),
         sa.CheckConstraint(
             "status in ('redeemed', 'cancelled')", name=op.f("ck_mall_redemptions_status")
