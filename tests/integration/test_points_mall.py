@@ -48,6 +48,15 @@ def redeem(api, member, redemption_id, item_id, quantity=1, **body):
     )
 
 
+def redeem_code(svc, member, redemption_id, item_id):
+    """Redeem one through the service: "ok", or the refusal's code."""
+    try:
+        points_mall.redeem_item(svc, SYSTEM, member, redemption_id, item_id, 1, None)
+    except DomainError as error:
+        return str(error.code)
+    return "ok"
+
+
 def counts(svc):
     return tuple(len(rows(svc, t)) for t in (tables.point_txns, tables.mall_redemptions))
 
@@ -214,11 +223,7 @@ def test_forty_members_racing_for_ten_in_stock_get_exactly_ten(pg, clock):
         earn(pg, clock, member, 600)
 
     def attempt(n):
-        try:
-            points_mall.redeem_item(pg, SYSTEM, members[n], f"r{n}", "cup", 1, None)
-            return "ok"
-        except DomainError as error:
-            return str(error.code)
+        return redeem_code(pg, members[n], f"r{n}", "cup")
 
     # when all of them redeem it at once
     outcomes = all_at_once(attempt, 40)
@@ -242,11 +247,7 @@ def test_one_member_racing_for_an_item_gets_no_more_than_the_limit(pg, clock):
     earn(pg, clock, "u1", 400)
 
     def attempt(n):
-        try:
-            points_mall.redeem_item(pg, SYSTEM, "u1", f"r{n}", "coupon-10", 1, None)
-            return "ok"
-        except DomainError as error:
-            return str(error.code)
+        return redeem_code(pg, "u1", f"r{n}", "coupon-10")
 
     # when 40 requests for it arrive at once
     outcomes = all_at_once(attempt, 40)

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, bindparam, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from huiyuan.db import driver
 from huiyuan.db.tables import event_outcomes
@@ -49,8 +48,11 @@ _TAKE = (
     .limit(bindparam("p_limit"))
     .with_for_update()  # requesters whose rows these are wait on them (``collect``)
 )
-_RECORD = (
-    "WITH settled AS (INSERT INTO event_outcomes AS e (sender, event_id, type, member_id, "
+# Keep the outcome (``id``, ``status``, ``body``) of queued events nobody waits for in
+# ``event_outcomes``, decided ``at`` (a resend refused again replaces the first refusal). A
+# CTE of the statements below, which delete the same rows from the queue.
+_SETTLE = (
+    "settled AS (INSERT INTO event_outcomes AS e (sender, event_id, type, member_id, "
     "status, body, received_at, decided_at) "
     "SELECT q.sender, q.event_id, q.type, q.member_id, s.status, s.body, q.queued_at, "
     "CAST(%(at)s AS timestamptz) "
@@ -58,8 +60,12 @@ _RECORD = (
     "AS s(id bigint, status int, body jsonb) ON q.id = s.id "
     "ON CONFLICT (sender, event_id) DO UPDATE SET status = EXCLUDED.status, "
     "body = EXCLUDED.body, received_at = EXCLUDED.received_at, "
-    "decided_at = EXCLUDED.decided_at), "
-    "gone AS (DELETE FROM event_queue WHERE id = ANY(CAST(%(remove)s AS bigint[]))), "
+    "decided_at = EXCLUDED.decided_at)"
+)
+_GONE = "DELETE FROM event_queue WHERE id = ANY(CAST(%(remove)s AS bigint[]))"
+_FAIL = f"WITH {_SETTLE} {_GONE} RETURNING 1"
+_RECORD = (
+    f"WITH {_SETTLE}, gone AS ({_GONE}), "  # noqa: S608 (constants only)
     "upto AS (INSERT INTO event_queue_parts AS p (part, taken_upto) VALUES (%(part)s, %(upto)s) "
     "ON CONFLICT (part) DO UPDATE SET taken_upto = GREATEST(p.taken_upto, EXCLUDED.taken_upto)) "
     "UPDATE event_queue AS q SET status = 'done', outcome_status = o.status, "
@@ -176,26 +182,11 @@ def remove(conn: Connection, row_id: int) -> None:
 
 def fail(conn: Connection, row: QueueRow, body: dict[str, Any], at: datetime) -> None:
     """An event that could not be applied, even alone: its failure (a 5xx problem) is kept
-    like a refusal, so that its sender can see it (``find_outcome``), and its row goes."""
-    values = {
-        "sender": row.sender,
-        "event_id": row.event_id,
-        "type": row.type,
-        "member_id": row.member_id,
-        "status": int(body["status"]),
-        "body": body,
-        "received_at": row.queued_at,
-        "decided_at": at,
-    }
-    keys = ("sender", "event_id")
-    conn.execute(
-        pg_insert(event_outcomes)
-        .values(values)
-        .on_conflict_do_update(
-            index_elements=list(keys), set_={k: v for k, v in values.items() if k not in keys}
-        )
-    )
-    conn.execute(_REMOVE, {"p_id": row.id})
+    like a refusal, so that its sender can see it (``find_outcome``), and its row goes — in
+    one statement, as the leader's ``record`` does for refusals."""
+    settled = [{"id": row.id, "status": int(body["status"]), "body": body}]
+    params = {"settled": as_json(settled), "remove": [row.id], "at": at}
+    driver.rows(conn, _FAIL, params)
 
 
 def find_outcome(conn: Connection, sender: str, event_id: str) -> Row[Any] | None:

@@ -7,7 +7,7 @@ though both fall on the same UTC date.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 
@@ -19,6 +19,11 @@ def require_aware(moment: datetime, what: str = "time") -> datetime:
 
 def business_day(moment: datetime, zone: ZoneInfo) -> date:
     return require_aware(moment).astimezone(zone).date()
+
+
+def day_start(moment: datetime, zone: ZoneInfo) -> datetime:
+    """The instant the business day holding ``moment`` began (00:00 in ``zone``)."""
+    return datetime.combine(business_day(moment, zone), time(0), tzinfo=zone)
 
 
 def utc_now() -> datetime:

@@ -11,7 +11,7 @@ moment, each still getting its own outcome.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from huiyuan.db import bulk_repo, events_repo, queue_repo
@@ -115,40 +115,14 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
         kept = None
         if row is None and waiting is None:
             kept = queue_repo.find_outcome(conn, principal.owner_id, event_id)
-    if kept is not None:
-        # Sent without waiting, and refused (4xx, the event's fault) or failed (5xx,
-        # Huiyuan's: send it again) when applied; nothing of it is stored.
-        outcome = {"status": kept.status, "body": kept.body}
-        return {
-            "id": kept.event_id,
-            "type": kept.type,
-            "member_id": kept.member_id,
-            "status": "failed" if kept.status >= 500 else "rejected",
-            "waiting_on": None,
-            "received_at": kept.received_at.isoformat(),
-            "applied_at": None,
-            "first_response": outcome,
-            "result": kept.body,
-        }
+    if kept is not None:  # sent without waiting, and refused or failed when applied
+        return _not_stored(kept, kept.received_at, kept.status, kept.body)
     if waiting is not None:
-        # 'done' without an inbox row: refused (4xx, the event's fault) or failed (5xx,
-        # Huiyuan's: send it again); else queued, or solo: still to be applied
-        settled = waiting.status == "done"
-        outcome = {"status": waiting.outcome_status, "body": waiting.outcome_body}
-        state = "queued"
-        if settled:
-            state = "failed" if waiting.outcome_status >= 500 else "rejected"
-        return {
-            "id": waiting.event_id,
-            "type": waiting.type,
-            "member_id": waiting.member_id,
-            "status": state,
-            "waiting_on": None,
-            "received_at": waiting.queued_at.isoformat(),
-            "applied_at": None,
-            "first_response": outcome if settled else None,
-            "result": waiting.outcome_body if settled else None,
-        }
+        if waiting.status == "done":  # refused or failed, its requester yet to collect it
+            return _not_stored(
+                waiting, waiting.queued_at, waiting.outcome_status, waiting.outcome_body
+            )
+        return _not_stored(waiting, waiting.queued_at)  # queued, or solo: still to be applied
     if row is None:
         raise not_found(EventError.EVENT_NOT_FOUND, f"no event {event_id!r} from this sender")
     return {
@@ -161,6 +135,26 @@ def event_status(svc: Services, principal: Principal, event_id: str) -> dict[str
         "applied_at": row.applied_at.isoformat() if row.applied_at else None,
         "first_response": {"status": row.response_status, "body": row.response_body},
         "result": row.result if row.result is not None else row.response_body,
+    }
+
+
+def _not_stored(
+    event: Any, received_at: datetime, status: int | None = None, body: Any = None
+) -> dict[str, Any]:
+    """The status of an event the inbox does not hold: ``queued`` (no outcome yet), or
+    ``rejected`` (4xx, the event's fault) or ``failed`` (5xx, Huiyuan's: send it again) —
+    nothing of a refused event is stored."""
+    state = "queued" if status is None else "failed" if status >= 500 else "rejected"
+    return {
+        "id": event.event_id,
+        "type": event.type,
+        "member_id": event.member_id,
+        "status": state,
+        "waiting_on": None,
+        "received_at": received_at.isoformat(),
+        "applied_at": None,
+        "first_response": None if status is None else {"status": status, "body": body},
+        "result": body,
     }
 
 

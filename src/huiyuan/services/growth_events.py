@@ -9,7 +9,7 @@ business day, so re-applying changes nothing; after every change the tier is re-
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, time
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, func, select
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Row, func, select
 from huiyuan.db import tiers_repo
 from huiyuan.db.tables import growth_entries, members, order_items
 from huiyuan.domain import growth as dg
-from huiyuan.domain.business_time import business_day
+from huiyuan.domain.business_time import business_day, day_start
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.tier_book import TierBook
 
@@ -58,16 +58,11 @@ def _rules(book: TierBook, kind: dg.GrowthKind) -> list[dg.GrowthRule]:
     return [r.to_domain() for r in doc.rules if r.kind is kind]
 
 
-def _day_start(book: TierBook, at: datetime) -> datetime:
-    zone = book.svc.settings.zone
-    return datetime.combine(at.astimezone(zone).date(), time(0), tzinfo=zone)
-
-
 def _capped(book: TierBook, rule: dg.GrowthRule, points: int, at: datetime) -> int:
     if rule.per_day is None:
         return points
     today = tiers_repo.growth_of_rule_since(
-        book.conn, book.program_id, book.member_id, rule.id, _day_start(book, at)
+        book.conn, book.program_id, book.member_id, rule.id, day_start(at, book.svc.settings.zone)
     )
     return dg.capped_growth(points, rule.per_day, today)
 

@@ -9,7 +9,7 @@ from the order, lot or event, so re-applying an event can never double a movemen
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row
@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row
 from huiyuan.db import orders_repo, points_repo, subscriptions_repo, tiers_repo
 from huiyuan.db.audit_repo import enqueue
 from huiyuan.domain import points as dp
+from huiyuan.domain.business_time import day_start
 from huiyuan.domain.errors import PointsError, conflict
 from huiyuan.services import budgets
 from huiyuan.services.context import Services
@@ -104,12 +105,9 @@ def granted_effect(
 def _history(book: PointsBook, rules: Any, at: datetime) -> dp.History:
     if not any(r.caps.per_day or r.caps.per_month for r in rules):
         return dp.History()
-    zone = book.svc.settings.zone
-    local = at.astimezone(zone)
-    day_start = datetime.combine(local.date(), time(0), tzinfo=zone)
-    month_start = day_start.replace(day=1)
+    today_start = day_start(at, book.svc.settings.zone)
     today, this_month = points_repo.earned_today_and_month(
-        book.conn, book.program_id, book.member_id, day_start, month_start
+        book.conn, book.program_id, book.member_id, today_start, today_start.replace(day=1)
     )
     return dp.History(today=today, this_month=this_month)
 

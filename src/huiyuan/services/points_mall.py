@@ -19,11 +19,12 @@ item: redemptions of the same limited item wait for each other there, no others 
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from huiyuan.db import grants_repo, mall_repo, points_repo, tiers_repo
 from huiyuan.db.audit_repo import record_audit
+from huiyuan.domain.business_time import day_start
 from huiyuan.domain.errors import PointsError, conflict, invalid, not_found
 from huiyuan.schemas.program_config import MallItemDoc
 from huiyuan.services.context import Services
@@ -147,9 +148,8 @@ def _period_start(svc: Services, period: str) -> datetime | None:
     """The start of the business day or month now (``None`` for ``ever``)."""
     if period == "ever":
         return None
-    zone = svc.settings.zone
-    day = datetime.combine(svc.now().astimezone(zone).date(), time(0), tzinfo=zone)
-    return day if period == "day" else day.replace(day=1)
+    today = day_start(svc.now(), svc.settings.zone)
+    return today if period == "day" else today.replace(day=1)
 
 
 def _check_offered(book: PointsBook, item: MallItemDoc) -> None:
@@ -157,7 +157,8 @@ def _check_offered(book: PointsBook, item: MallItemDoc) -> None:
     if (item.starts_at and now < item.starts_at) or (item.ends_at and now >= item.ends_at):
         raise conflict(
             PointsError.MALL_ITEM_UNAVAILABLE,
-            f"{item.id!r} is offered from {_iso(item.starts_at)} until {_iso(item.ends_at)}",
+            f"{item.id!r} is offered from {_iso(item.starts_at) or '—'} "
+            f"until {_iso(item.ends_at) or '—'}",
             field="item_id",
         )
     if item.tiers:
@@ -170,10 +171,6 @@ def _check_offered(book: PointsBook, item: MallItemDoc) -> None:
                 f"this member is on {tier or 'no tier'}",
                 field="item_id",
             )
-
-
-def _iso(moment: Any) -> str:
-    return moment.isoformat() if moment else "—"
 
 
 def _replay(book: PointsBook, request_id: str, item_id: str, quantity: int) -> dict[str, Any]:
@@ -217,14 +214,14 @@ def catalogue(svc: Services, who: Principal, program_id: str | None) -> dict[str
         "items": [
             {
                 "id": item.id,
-                "name": {"zh": item.name.zh, "en": item.name.en},
+                "name": item.name.model_dump(),
                 "points": item.points,
                 "stock": item.stock,
                 "left": None if item.stock is None else max(item.stock - sold.get(item.id, 0), 0),
                 "per_member_limit": item.per_member_limit,
                 "limit_period": item.limit_period,
-                "starts_at": _iso_or_none(item.starts_at),
-                "ends_at": _iso_or_none(item.ends_at),
+                "starts_at": _iso(item.starts_at),
+                "ends_at": _iso(item.ends_at),
                 "tiers": list(item.tiers),
             }
             for item in items
@@ -233,7 +230,7 @@ def catalogue(svc: Services, who: Principal, program_id: str | None) -> dict[str
     }
 
 
-def _iso_or_none(moment: Any) -> str | None:
+def _iso(moment: Any) -> str | None:
     return moment.isoformat() if moment else None
 
 
@@ -324,7 +321,7 @@ def redemptions_of(
                 "points": int(r.points),
                 "status": r.status,
                 "redeemed_at": r.created_at.isoformat(),
-                "cancelled_at": _iso_or_none(r.cancelled_at),
+                "cancelled_at": _iso(r.cancelled_at),
                 "cursor": int(r.txn_id),
             }
             for r in found
@@ -334,4 +331,4 @@ def redemptions_of(
 
 def _name(item: MallItemDoc | None) -> dict[str, str] | None:
     """An item's name in the catalogue in force (``None`` once it left the catalogue)."""
-    return None if item is None else {"zh": item.name.zh, "en": item.name.en}
+    return None if item is None else item.name.model_dump()
