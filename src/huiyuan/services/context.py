@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,31 @@ from huiyuan.services.program_configs import ProgramConfig, ProgramConfigs
 
 PLATFORM_OWNER = "platform"
 
+# Collect the youngest generation every 50,000 allocations (Python's default is 700) and the
+# older ones ten times less often than by default; see ``tune_gc``.
+GC_THRESHOLDS = (50_000, 20, 100)
+_gc_tuned = False
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running process, once per process.
+
+    A batch of events allocates hundreds of thousands of short-lived dicts and rows, almost
+    none in reference cycles (reference counting frees them). With Python's default
+    thresholds the collector still runs every 700 allocations and, every hundredth time or so,
+    walks every object the process holds — SQLAlchemy's and pydantic's models included: about
+    a third of the client's CPU on ``ingest_batch`` (0.19 against 0.12 ms per event with the
+    collector off, ``bench/README.md``). ``gc.freeze`` moves what exists now (modules, models,
+    compiled statements) out of the collector's sight, and higher thresholds make young
+    collections rare. Cycles are still collected, only later."""
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 @dataclass
 class Services:
@@ -28,6 +54,9 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
+        """Services for a process that runs Huiyuan (the API, the CLI, a worker): also tunes
+        the garbage collector for it (``tune_gc``)."""
+        tune_gc()
         return cls(
             engine=make_engine(settings.resolved_database_url, pre_ping=settings.database_pre_ping),
             settings=settings,
