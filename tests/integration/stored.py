@@ -70,3 +70,12 @@ def start_afresh(svc: Services, clock: Any, start: Any) -> None:
     svc.configs.invalidate()
     clock.now = start
     owners.ensure_platform(svc)
+
+
+def problem_of(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The problem document of a refused request, checked to be one with this status and code."""
+    assert response.status_code == status, response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code
+    return body

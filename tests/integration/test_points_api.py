@@ -11,7 +11,7 @@ from huiyuan.services import owners as owner_service
 
 from .bodies import completed, item, paid, refunded
 from .ledger import apply, assert_reconciled, document, figures, iso, send
-from .stored import one, row_counts, rows
+from .stored import one, problem_of, row_counts, rows
 
 
 def earn(svc, clock, order_id, amount, store_id=None, member_id="u1"):
@@ -52,14 +52,6 @@ def redeem(api, amount, redemption_id="red-1", key=None, **body):
         {"id": redemption_id, "amount": amount, "reason": "兑换 ¥10 券", **body},
         key,
     )
-
-
-def problem_of(response, status, code):
-    assert response.status_code == status, response.json()
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["code"] == code
-    return body
 
 
 # ---------------------------------------------------------------- refusals write nothing

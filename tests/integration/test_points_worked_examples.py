@@ -27,7 +27,7 @@ from .ledger import (
     send,
     system_total,
 )
-from .stored import one, rows, the_effect
+from .stored import one, problem_of, rows, the_effect
 
 COAT, SCARF = item("coat", 19900), item("scarf", 10000)
 
@@ -445,6 +445,47 @@ def test_points_past_their_expiry_cannot_be_spent_before_the_job_runs(api, clock
     # and the job, when it comes, finds nothing left to expire
     assert points_jobs.expire_lots(svc) == 0
     assert_reconciled(svc)
+
+
+def test_a_balance_as_of_an_instant_after_an_expiry_leaves_the_points_out_before_the_job(
+    api, clock
+):
+    svc = api.svc
+    # given 100 points expiring after 10 days and 50 earned 5 days later
+    two_lots(svc, clock, 100, 50)
+    first, _ = lots_of(svc)
+    expired_at = first["expires_at"]
+    moments = [expired_at - timedelta(minutes=1), expired_at, expired_at + timedelta(hours=1)]
+
+    def as_of() -> list[int]:
+        return [
+            api.get("/v1/members/u1/points", as_of=iso(at)).json()["available"] for at in moments
+        ]
+
+    # when the balance is asked as of instants around the first lot's expiry, two hours
+    # after it, before the expiry job ran
+    clock.now = expired_at + timedelta(hours=2)
+    before_job = as_of()
+    # then the 100 count until they expired and not from then on
+    assert before_job == [150, 50, 50]
+    # and the job, when it runs, records exactly that: the answers do not change
+    assert points_jobs.expire_lots(svc) == 1
+    assert as_of() == before_job
+    # and a balance as of an instant still to come is refused, naming the parameter
+    future = api.get("/v1/members/u1/points", as_of=iso(clock() + timedelta(minutes=1)))
+    assert problem_of(future, 422, "as_of_in_future")["field"] == "as_of"
+    assert_reconciled(svc)
+
+
+def test_points_a_hold_keeps_from_expiring_count_as_of_an_instant_after_their_expiry(api, clock):
+    # given 100 points held across their expiry by a hold of 60, and 50 later ones
+    held_across_expiry(api, clock, first=100, later=50, hold=60)
+    expired_at = lots_of(api.svc)[0]["expires_at"]
+    # when the balance is asked as of half an hour after the expiry
+    then = api.get("/v1/members/u1/points", as_of=iso(expired_at + timedelta(minutes=30)))
+    # then the kept points still count, as they do in the live balance
+    assert then.json()["available"] == 150
+    assert api.get("/v1/members/u1/points").json()["available"] == 150
 
 
 def two_lots(svc, clock, first, later):

@@ -2,6 +2,8 @@
 from principal (本金) or bonus (赠送金) first, refunds back to the parts they came from, and
 refunds of recharges that take their bonus back."""
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 
@@ -10,7 +12,7 @@ from huiyuan.services import owners as owner_service
 
 from .bodies import event
 from .ledger import apply, iso, send
-from .stored import one, row_counts, rows, the_effect
+from .stored import one, problem_of, row_counts, rows, the_effect
 
 # 充500送50, 充1000送150
 TIERS = [{"min_fen": 50000, "bonus_fen": 5000}, {"min_fen": 100000, "bonus_fen": 15000}]
@@ -367,6 +369,8 @@ def test_the_wallet_as_of_a_past_instant_and_its_history_in_pages(bonus_program,
     pay(bonus_program, "pay-1", 8000, order_id="o1")
     past = wallet(bonus_program, as_of=iso(after_recharge))
     assert (past["principal"], past["bonus"], past["total"]) == (50000, 5000, 55000)
+    future = bonus_program.get("/v1/members/u1/wallet", as_of=iso(clock() + timedelta(hours=1)))
+    assert problem_of(future, 422, "as_of_in_future")["field"] == "as_of"
     page = bonus_program.get("/v1/members/u1/wallet/entries", limit=1).json()
     assert [(e["kind"], e["order_id"], e["principal"]) for e in page["entries"]] == [
         ("spend", "o1", -8000)

@@ -5,6 +5,7 @@ A code is a stable string integrators can branch on; the message is for people.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -95,6 +96,10 @@ class MemberError(StrEnum):
     PHONE_INVALID = "phone_invalid"
 
 
+class ReadError(StrEnum):
+    AS_OF_IN_FUTURE = "as_of_in_future"
+
+
 class AdminError(StrEnum):
     OWNER_EXISTS = "owner_exists"
     OWNER_NOT_FOUND = "owner_not_found"
@@ -106,7 +111,14 @@ class AdminError(StrEnum):
 
 
 Code = (
-    EventError | MemberError | AdminError | PointsError | WalletError | TierError | MembershipError
+    EventError
+    | MemberError
+    | AdminError
+    | PointsError
+    | WalletError
+    | TierError
+    | MembershipError
+    | ReadError
 )
 
 
@@ -125,6 +137,14 @@ class DomainError(Exception):
 
 def invalid(code: Code, message: str, field: str | None = None) -> DomainError:
     return DomainError(code, message, kind=ErrorKind.INVALID, field=field)
+
+
+def past_instant(as_of: datetime, now: datetime) -> datetime:
+    """``as_of`` of a balance asked at a past instant: a future one is refused (a balance to
+    come is not known yet)."""
+    if as_of > now:
+        raise invalid(ReadError.AS_OF_IN_FUTURE, "as_of is in the future", field="as_of")
+    return as_of
 
 
 def conflict(code: Code, message: str, field: str | None = None) -> DomainError:

@@ -18,7 +18,7 @@ from huiyuan.db import mall_repo, members_repo, points_repo
 from huiyuan.db.audit_repo import record_audit
 from huiyuan.db.tables import point_entries, point_lots, point_txns
 from huiyuan.db.uow import UnitOfWork
-from huiyuan.domain.errors import MemberError, PointsError, conflict, not_found
+from huiyuan.domain.errors import MemberError, PointsError, conflict, not_found, past_instant
 from huiyuan.domain.points import Award, max_deduction_points
 from huiyuan.schemas.validation import body_hash
 from huiyuan.services.context import PLATFORM_OWNER, Services
@@ -303,43 +303,37 @@ def summary(
         require_visible_member(conn, who, member_id)
         config = svc.configs.at(conn, program, now)
         names = config.document.points.name
-        if as_of is not None:
-            return {
-                "member_id": member_id,
-                "program_id": program,
-                "as_of": as_of.isoformat(),
-                **_balances_at(conn, program, member_id, as_of),
-            }
         account = points_repo.get_account(conn, program, member_id)
-        soon = now + timedelta(days=30)
-        expiring = conn.execute(
-            select(point_lots.c.expires_at, func.sum(point_lots.c.remaining))
-            .where(
-                point_lots.c.program_id == program,
-                point_lots.c.member_id == member_id,
-                point_lots.c.status == "active",
-                point_lots.c.remaining > 0,
-                point_lots.c.expires_at.is_not(None),
-                point_lots.c.expires_at <= soon,
-            )
-            .group_by(point_lots.c.expires_at)
-            .order_by(point_lots.c.expires_at)
-        ).all()
+        expiring = _expiring(conn, program, member_id, now + timedelta(days=30))
+        if as_of is not None:
+            balances = _balances_at(conn, program, member_id, past_instant(as_of, now))
     values = {
         k: int(getattr(account, k)) if account else 0
         for k in ("available", "pending", "reserved", "debt")
     }
+    lapsed = [(at, points) for at, points in expiring if at <= now]
+    closes = _closes(values["available"], values["reserved"], sum(p for _, p in lapsed))
+    if as_of is not None:
+        # Points the job has not closed yet were gone at ``as_of`` if they expired by then:
+        # the job will record them as expired at that instant (unless a hold keeps them).
+        if closes:
+            balances["available"] -= sum(p for at, p in lapsed if at <= as_of)
+        return {
+            "member_id": member_id,
+            "program_id": program,
+            "as_of": as_of.isoformat(),
+            **balances,
+        }
     # Lots past their expiry that the job has not closed yet are not available: the next
     # spend expires them first (``PointsBook.expire_due``), under the job's rule — unless a
     # checkout hold needs them, in which case they stay until it is captured or let go, and
     # only its capture may spend them.
-    lapsed = sum(int(p) for at, p in expiring if at <= now)
     kept = 0
-    if lapsed and (values["reserved"] == 0 or values["available"] - lapsed >= values["reserved"]):
-        values["available"] -= lapsed
+    if closes:
+        values["available"] -= sum(p for _, p in lapsed)
         expiring = [row for row in expiring if row[0] > now]
     else:
-        kept = lapsed
+        kept = sum(p for _, p in lapsed)
     return {
         "member_id": member_id,
         "program_id": program,
@@ -348,10 +342,39 @@ def summary(
         **values,
         "spendable": max(values["available"] - values["reserved"] - kept, 0),
         "expiring_30d": {
-            "total": sum(int(p) for _, p in expiring),
-            "lots": [{"expires_at": at.isoformat(), "points": int(p)} for at, p in expiring],
+            "total": sum(p for _, p in expiring),
+            "lots": [{"expires_at": at.isoformat(), "points": p} for at, p in expiring],
         },
     }
+
+
+def _closes(available: int, reserved: int, lapsed: int) -> bool:
+    """Whether the expiry job, run now, would close a member's ``lapsed`` points (those of
+    lots past their expiry): yes, unless the member's checkout holds need some of them — then
+    it keeps them all until the hold is captured or let go (``points_repo``'s expiry
+    statements apply the same rule)."""
+    return lapsed > 0 and (reserved == 0 or available - lapsed >= reserved)
+
+
+def _expiring(
+    conn: Connection, program: str, member_id: str, until: datetime
+) -> list[tuple[datetime, int]]:
+    """(expiry, points) of the member's open lots that expire by ``until``, soonest first,
+    those past their expiry included."""
+    rows = conn.execute(
+        select(point_lots.c.expires_at, func.sum(point_lots.c.remaining))
+        .where(
+            point_lots.c.program_id == program,
+            point_lots.c.member_id == member_id,
+            point_lots.c.status == "active",
+            point_lots.c.remaining > 0,
+            point_lots.c.expires_at.is_not(None),
+            point_lots.c.expires_at <= until,
+        )
+        .group_by(point_lots.c.expires_at)
+        .order_by(point_lots.c.expires_at)
+    ).all()
+    return [(at, int(points)) for at, points in rows]
 
 
 def _balances_at(conn: Connection, program: str, member_id: str, at: datetime) -> dict[str, int]:

@@ -17,11 +17,7 @@ from sqlalchemy import Connection, func, select
 from huiyuan.db import wallet_repo
 from huiyuan.db.tables import wallet_entries, wallet_txns
 from huiyuan.domain import wallet as dw
-from huiyuan.domain.errors import (
-    WalletError,
-    conflict,
-    not_found,
-)
+from huiyuan.domain.errors import WalletError, conflict, not_found, past_instant
 from huiyuan.services.context import Services
 from huiyuan.services.members import require_visible_member
 from huiyuan.services.owners import PLATFORM_PROGRAM
@@ -460,7 +456,7 @@ def summary(
                 .where(
                     wallet_entries.c.program_id == program,
                     wallet_entries.c.member_id == member_id,
-                    wallet_entries.c.occurred_at <= as_of,
+                    wallet_entries.c.occurred_at <= past_instant(as_of, svc.now()),
                 )
                 .group_by(wallet_entries.c.bucket)
             ).all()
