@@ -504,3 +504,22 @@ def test_a_request_meeting_a_dead_connection_is_told_to_retry_and_the_next_one_w
         assert first.headers["Retry-After"] == "1"
         # and the next request gets a fresh connection
         assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(("waits", "setting"), [(True, "off"), (False, "on")])
+def test_only_a_row_whose_requester_waits_commits_without_waiting_for_the_disk(
+    pg: Any, waits: bool, setting: str
+) -> None:
+    # given an event queued inside a transaction, so that the setting its commit will use
+    # can be read before the commit
+    event = parse_event(order(1, "u1", 1000), pg.now())
+    with pg.engine.connect() as conn:
+        queue_repo.enqueue(conn, inbox_row("platform", event, pg.now()), 0, waits=waits)
+        # then a requester waiting for its outcome (answered only after a leader's durable
+        # commit, later in the WAL) does not wait for the flush; one answered "queued" from
+        # the row alone does
+        assert conn.execute(sa.text("SHOW synchronous_commit")).scalar_one() == setting
+        conn.rollback()
+    # and the setting was the transaction's own
+    with pg.engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW synchronous_commit")).scalar_one() == "on"
