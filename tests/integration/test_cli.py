@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from huiyuan.api.app import create_app
 from huiyuan.cli.main import app
+from huiyuan.domain.business_time import month_starts
+
+from .bodies import completed, item, paid
+from .ledger import apply, document, iso, send
 
 runner = CliRunner()
 
@@ -85,3 +92,22 @@ def test_demo_builds_members_and_orders_through_the_event_path(tmp_path):
     )
     assert again.exit_code == 0, again.output
     assert "Using the demo database" in again.output
+
+
+def test_ledger_flow_charts_the_months_and_what_members_hold(env, svc, clock):
+    # given 299 points earned and released in the platform's program
+    apply(svc, document())
+    send(svc, paid("pay-1", "o1", "u1", amount=29900, items=[item("coat", 29900)]))
+    send(svc, completed("done-1", "o1", "u1", occurred_at=iso(clock())))
+    # when an operator asks for the last two business months (the command's clock is real)
+    result = runner.invoke(app, ["ledger", "flow", "--months", "2"])
+    # then each month is a row, and the last ends with what members hold now
+    assert result.exit_code == 0, result.output
+    months = month_starts(datetime.now(UTC), ZoneInfo("Asia/Shanghai"), 2)[:-1]
+    for start in months:
+        assert start.strftime("%Y-%m") in result.output
+    assert "299 (¥2.99)" in result.output
+    # and an unknown program is refused
+    unknown = runner.invoke(app, ["ledger", "flow", "--program", "nope"])
+    assert unknown.exit_code == 1
+    assert "program_not_enrolled" in unknown.output

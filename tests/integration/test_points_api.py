@@ -2,12 +2,13 @@
 redemptions, holds and adjustments — refusals that write nothing, replays that apply once,
 and each store's key seeing only its own program."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from huiyuan.db import tables
 from huiyuan.services import owners as owner_service
+from huiyuan.services import points_jobs
 
 from .bodies import completed, item, paid, refunded
 from .ledger import apply, assert_reconciled, document, figures, iso, send
@@ -424,3 +425,57 @@ def test_a_refund_in_a_store_takes_back_from_both_programs(stores, clock):
     assert figures(stores.svc, program="s1") == (100, 0, 0, 0)
     assert one(stores.svc, tables.orders, order_id="o1")["refunded_amount"] == 5000
     assert_reconciled(stores.svc)
+
+
+# ---------------------------------------------------------------- flow, month by month
+
+
+def test_the_points_flow_counts_each_movement_in_its_shanghai_month(api, clock):
+    svc = api.svc
+    # given points living 10 days, worth 1 fen each
+    apply(svc, document(expiry={"mode": "rolling", "days": 10}))
+    # and 100 points earned at 23:30 on March 31st in Shanghai (15:30 UTC)
+    clock.now = datetime(2026, 3, 31, 15, 30, tzinfo=UTC)
+    earn(svc, clock, "o1", 10000)
+    # when, an hour later (April 1st in Shanghai, still March 31st in UTC), 30 are redeemed
+    clock.advance(hours=1)
+    assert redeem(api, 30).status_code == 201
+    # and 10 are taken away by an agent, and an order of ¥50 is paid and refunded in full
+    adjust = {"id": "adj-1", "amount": -10, "reason": "错发积分"}
+    assert api.post("/v1/members/u1/points/adjustments", adjust).status_code == 201
+    o2 = paid("pay-o2", "o2", "u1", amount=5000, items=[item("sku-o2", 5000)])
+    send(svc, {**o2, "occurred_at": iso(clock())})
+    send(svc, refunded("ref-o2", "o2", "r2", 5000, occurred_at=iso(clock())))
+    # and the 60 left expire on April 10th
+    clock.advance(days=12)
+    points_jobs.expire_lots(svc)
+    # then the flow of the last two months puts each movement in its business month
+    report = api.get("/v1/reports/points-flow", months=2).json()
+    march, april = report["months"]
+    assert (march["month"], april["month"]) == ("2026-03", "2026-04")
+    assert march["starts_at"] == "2026-03-01T00:00:00+08:00"
+    assert march["ends_at"] == april["starts_at"] == "2026-04-01T00:00:00+08:00"
+    flows = ("issued", "taken_back", "redeemed", "expired", "adjusted_out", "change", "balance")
+    assert [march[k] for k in flows] == [100, 0, 0, 0, 0, 100, 100]
+    assert [april[k] for k in flows] == [50, 50, 30, 60, 10, -100, 0]
+    assert april["redeemed_fen"] == 30
+    # and the months add up to what members hold now
+    assert april["balance"] == figures(svc)[0] == 0
+    # and a month asked for before anything happened is all zeros
+    earlier = api.get("/v1/reports/points-flow", months=3).json()["months"][0]
+    assert (earlier["month"], earlier["issued"], earlier["balance"]) == ("2026-02", 0, 0)
+
+
+def test_the_points_flow_is_for_administrators_of_the_program(stores):
+    # a store's admin key sees its own program's flow by default
+    admin = stores.new_key("s1", "admin")
+    own = stores.get("/v1/reports/points-flow", admin, months=1).json()
+    assert own["program_id"] == "s1"
+    assert own["months"][0]["issued"] == 200
+    # but not the platform's, nor with a key that only reads and writes
+    other = stores.get("/v1/reports/points-flow", admin, program_id="platform")
+    problem_of(other, 403, "program_not_enrolled")
+    problem_of(stores.get("/v1/reports/points-flow", stores.s1), 403, "scope_missing")
+    # and a number of months out of range is refused, naming it
+    wrong = stores.get("/v1/reports/points-flow", months=0)
+    assert problem_of(wrong, 422, "validation_failed")["field"] == "months"

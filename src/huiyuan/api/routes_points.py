@@ -267,6 +267,16 @@ def get_liability(svc: ServicesDep, who: PrincipalDep) -> dict[str, Any]:
     return {"liability": points_jobs.liability(svc)}
 
 
+@router.get("/reports/points-flow", summary="Points issued, redeemed, expired, month by month")
+def get_flow(
+    svc: ServicesDep,
+    who: PrincipalDep,
+    program_id: Annotated[str | None, Query(description="default: the key's own program")] = None,
+    months: Annotated[int, Query(ge=1, le=36, description="business months, up to now")] = 12,
+) -> dict[str, Any]:
+    return points.flow(svc, who, program_id, months)
+
+
 @router.put("/programs/{program_id}/document", summary="Apply a new version of a program")
 def put_document(
     program_id: str, svc: ServicesDep, who: PrincipalDep, body: Annotated[DocumentIn, Body()]

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from huiyuan.config import Settings
 from huiyuan.db import migrate as migrations
@@ -254,6 +255,45 @@ def ledger_liability() -> None:
             f"{row['outstanding_fen'] / 100:,.2f}",
         )
     out.print(table)
+
+
+@ledger_app.command("flow")
+def ledger_flow(
+    program_id: Annotated[str, typer.Option("--program", help="the program")] = "platform",
+    months: Annotated[int, typer.Option(min=1, max=36, help="business months, up to now")] = 12,
+) -> None:
+    """Points issued, redeemed and expired month by month, as a chart, and what members held."""
+    from huiyuan.services import points
+    from huiyuan.services.principals import SYSTEM
+
+    try:
+        report = points.flow(_ready_services(), SYSTEM, program_id, months)
+    except DomainError as error:
+        raise _fail(error) from None
+    rows = report["months"]
+    table = Table("month", title=f"points of {report['program_id']}, by business month")
+    for heading in ("issued", "redeemed", "expired", "taken back", "held at the end"):
+        table.add_column(heading, justify="right")
+    for row in rows:
+        table.add_row(
+            row["month"],
+            *(f"{row[k]:,}" for k in ("issued", "redeemed", "expired", "taken_back")),
+            f"{row['balance']:,} (¥{row['balance_fen'] / 100:,.2f})",
+        )
+    out.print(table)
+    # The chart: one line a month, a bar for each of issued, redeemed and expired, to one scale.
+    figures = (("issued", "green"), ("redeemed", "blue"), ("expired", "red"))
+    top = max(row[k] for row in rows for k, _ in figures)
+    out.print(Text.assemble("        ", *((f"■ {k}   ", colour) for k, colour in figures)))
+    for row in rows:
+        bars = (_bar(row[k], top, colour) for k, colour in figures)
+        out.print(Text.assemble(f"{row['month']} ", *bars))
+
+
+def _bar(value: int, top: int, colour: str, width: int = 22) -> Text:
+    """``value`` as a bar of up to ``width - 2`` cells (``top`` fills them), padded to ``width``."""
+    cells = round((width - 2) * value / top) if top else 0
+    return Text.assemble(("█" * cells, colour), " " * (width - cells))
 
 
 @programs_app.command("apply")

@@ -26,5 +26,17 @@ def day_start(moment: datetime, zone: ZoneInfo) -> datetime:
     return datetime.combine(business_day(moment, zone), time(0), tzinfo=zone)
 
 
+def month_starts(moment: datetime, zone: ZoneInfo, count: int) -> list[datetime]:
+    """The starts (00:00 on the 1st, in ``zone``) of the ``count`` business months up to the
+    one holding ``moment``, oldest first, then the start of the month after it: ``count + 1``
+    bounds of ``count`` months."""
+    first = business_day(moment, zone).replace(day=1)
+    bounds = []
+    for back in range(count - 1, -2, -1):
+        index = first.year * 12 + first.month - 1 - back
+        bounds.append(datetime.combine(date(index // 12, index % 12 + 1, 1), time(0), tzinfo=zone))
+    return bounds
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

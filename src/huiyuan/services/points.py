@@ -21,6 +21,7 @@ from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain.errors import MemberError, PointsError, conflict, not_found, past_instant
 from huiyuan.domain.points import Award, max_deduction_points
 from huiyuan.schemas.validation import body_hash
+from huiyuan.services import points_jobs
 from huiyuan.services.context import PLATFORM_OWNER, Services
 from huiyuan.services.members import require_visible_member
 from huiyuan.services.points_book import ADJUSTMENTS, REDEEMED, PointsBook, Reason
@@ -393,6 +394,15 @@ def _balances_at(conn: Connection, program: str, member_id: str, at: datetime) -
         "pending": sums.get("pending", 0),
         "debt": -sums.get("debt", 0),
     }
+
+
+def flow(svc: Services, who: Principal, program_id: str | None, months: int) -> dict[str, Any]:
+    """``points_jobs.flow`` of a program the key may use (admin scope): the platform's keys
+    any program, a store's keys their own."""
+    who.require(Scope.ADMIN)
+    with svc.engine.connect() as conn:
+        program = program_for_key(svc, conn, who, program_id)
+    return points_jobs.flow(svc, program, months)
 
 
 def entries(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, case, func, select, update
 
 from huiyuan.db import points_repo
 from huiyuan.db.audit_repo import enqueue
@@ -36,8 +36,17 @@ from huiyuan.db.tables import (
     wallet_recharges,
     wallet_txns,
 )
+from huiyuan.domain.business_time import month_starts
 from huiyuan.services.context import PLATFORM_OWNER, Services
-from huiyuan.services.points_book import EXPIRY_LABELS, PointsBook
+from huiyuan.services.points_book import (
+    ADJUSTMENTS,
+    EXPIRED,
+    EXPIRY_LABELS,
+    REDEEMED,
+    WRITTEN_OFF,
+    PointsBook,
+    issued,
+)
 
 Progress = Callable[[int], None]
 
@@ -365,6 +374,84 @@ def _reconcile_wallets(conn: Any, report: Reconciliation) -> None:
     report.transactions += int(
         conn.execute(select(func.count()).select_from(wallet_txns)).scalar_one()
     )
+
+
+FLOW_FIGURES = ("issued", "taken_back", "redeemed", "expired", "written_off", "adjusted_out")
+
+
+def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
+    """A program's points month by month (business months in ``HUIYUAN_BUSINESS_TIMEZONE``),
+    the last ``months`` of them up to the current one, read from the system legs of the
+    ledger (each movement's other side, dated at its business time):
+
+    - ``issued``: credited to members (earned, positive adjustments); ``taken_back``: clawed
+      back from them by refunds;
+    - ``redeemed``: spent (captures and redemptions, net of what refunds restored);
+    - ``expired``: lapsed (net of lapsed points a refund took back); ``written_off``: clawbacks
+      forgiven under ``write_off``; ``adjusted_out``: removed by negative adjustments;
+    - ``change``: what members hold (available + pending − debt) moved by; ``balance``: what
+      they held at the month's end.
+
+    Each figure also in fen, at the program's current ``value_fen``."""
+    now = svc.now()
+    bounds = month_starts(now, svc.settings.zone, months)
+    e = point_entries.c
+    month = case(*((e.occurred_at < end, n) for n, end in enumerate(bounds[1:])))
+    side = case((e.amount < 0, "out"), else_="in")
+    figures = [dict.fromkeys((*FLOW_FIGURES, "change"), 0) for _ in range(months)]
+    with svc.engine.connect() as conn:
+        value_fen = svc.configs.at(conn, program_id, now).document.points.value_fen
+        for account, direction, n, total in conn.execute(
+            select(e.account, side, month, func.sum(e.amount))
+            .where(
+                e.program_id == program_id,
+                e.member_id.is_(None),
+                e.occurred_at >= bounds[0],
+                e.occurred_at < bounds[-1],
+            )
+            .group_by(e.account, side, month)
+        ):
+            row, points = figures[int(n)], int(total)
+            row["change"] -= points
+            if account.startswith(issued("")):
+                row["issued" if direction == "out" else "taken_back"] += abs(points)
+            elif account in _FLOW_ACCOUNTS:
+                figure, sign = _FLOW_ACCOUNTS[account]
+                row[figure] += sign * points
+        a = point_accounts.c
+        held = conn.execute(
+            select(func.coalesce(func.sum(a.available + a.pending - a.debt), 0)).where(
+                a.program_id == program_id
+            )
+        ).scalar_one()
+    balance = int(held)  # now; each month's end is what later months' changes did not add
+    for row in reversed(figures):
+        row["balance"] = balance
+        balance -= row["change"]
+    return {
+        "program_id": program_id,
+        "value_fen_per_point": value_fen,
+        "months": [
+            {
+                "month": start.strftime("%Y-%m"),
+                "starts_at": start.isoformat(),
+                "ends_at": end.isoformat(),
+                **row,
+                **{f"{k}_fen": v * value_fen for k, v in row.items()},
+            }
+            for start, end, row in zip(bounds[:-1], bounds[1:], figures, strict=True)
+        ],
+    }
+
+
+# System accounts whose net movement is one figure of ``flow``, and the sign that makes it a
+# positive number of points (a forgiven clawback is a negative ``written_off`` leg).
+_FLOW_ACCOUNTS = {
+    REDEEMED: ("redeemed", 1),
+    EXPIRED: ("expired", 1),
+    ADJUSTMENTS: ("adjusted_out", 1),
+    WRITTEN_OFF: ("written_off", -1),
+}
 
 
 def liability(svc: Services) -> list[dict[str, Any]]:
