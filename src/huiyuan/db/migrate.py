@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from alembic import command
 from alembic.config import Config
@@ -12,6 +14,17 @@ from sqlalchemy.pool import NullPool
 from huiyuan.db.engine import make_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def earlier_migration(filename: str) -> ModuleType:
+    """An earlier migration's module, by its file name, for a later one that amends what it
+    created (a function's text, say) and must be able to put it back on downgrade."""
+    path = MIGRATIONS / "versions" / filename
+    spec = importlib.util.spec_from_file_location(f"huiyuan_migration_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def alembic_config(url: str) -> Config:

@@ -27,12 +27,12 @@ Create Date: 2026-11-24 15:00:00.000000
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
+
+from huiyuan.db.migrate import earlier_migration
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -107,11 +107,7 @@ _LOOK_LOOKS_AGAIN = """
 
 def _look_of_0006() -> str:
     """0006's ``huiyuan_look``, as ``CREATE OR REPLACE``."""
-    path = Path(__file__).with_name("20261124_0006_event_queue_for_group_commit.py")
-    spec = importlib.util.spec_from_file_location("huiyuan_migration_0006", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = earlier_migration("20261124_0006_event_queue_for_group_commit.py")
     (look,) = [f for f in module.FUNCTIONS if "FUNCTION huiyuan_look(" in f]
     return str(look).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
 

@@ -16,11 +16,11 @@ Create Date: 2026-11-24 23:20:00.000000
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
+
+from huiyuan.db.migrate import earlier_migration
 
 revision: str = "0012"
 down_revision: str | None = "0011"
@@ -39,11 +39,7 @@ _LAZY_IF_WAITING = (
 
 def _enqueue_of_0007() -> str:
     """0007's ``huiyuan_enqueue``, as ``CREATE OR REPLACE``."""
-    path = Path(__file__).with_name("20261124_0007_queue_accepts_without_waiting.py")
-    spec = importlib.util.spec_from_file_location("huiyuan_migration_0007", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = earlier_migration("20261124_0007_queue_accepts_without_waiting.py")
     enqueue = str(module.ENQUEUE)
     assert enqueue.count(_DURABLE) == 1, "0007's huiyuan_enqueue is not the one this amends"
     return enqueue.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
