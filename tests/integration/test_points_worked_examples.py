@@ -664,6 +664,17 @@ def test_points_spent_before_a_refund_are_written_off_when_the_program_says_so(a
     assert (clawed["points"], clawed["debt"]) == (299, 0)
     assert figures(svc) == (0, 0, 0, 0)
     assert system_total(svc, "system:written_off") == -249
+    # and the month's flow says the 299 were taken back, 249 of them forgiven
+    (month,) = api.get("/v1/reports/points-flow", months=1).json()["months"]
+    assert (month["taken_back"], month["written_off"], month["balance"]) == (299, 249, 0)
+    assert month["change"] == (
+        month["issued"]
+        - month["taken_back"]
+        - month["redeemed"]
+        - month["expired"]
+        - month["adjusted_out"]
+        + month["written_off"]
+    )
     # and the next order's points are theirs at once
     clock.advance(days=1)
     earn(svc, clock, "o3", 10000)
