@@ -8,9 +8,12 @@ replayed without effect.
 from __future__ import annotations
 
 import random
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -23,6 +26,7 @@ from huiyuan.db.tables import audit_log, member_tiers, members, orders, point_ac
 from huiyuan.demo import programs as demo_programs
 from huiyuan.demo.catalog import STORES
 from huiyuan.demo.story import Story
+from huiyuan.domain.business_time import month_starts
 from huiyuan.domain.errors import DomainError
 from huiyuan.domain.money import Money
 from huiyuan.services import events as event_service
@@ -83,7 +87,7 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
     _apply_programs(svc, story.start)
     console.print(f"Inventing {members:,} members and a year of their activity …")
     events = story.events()
-    rejected = 0
+    rejected = shopped = 0
     with Progress(
         TextColumn("[bold]Sending events"),
         BarColumn(),
@@ -94,13 +98,20 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
     ) as progress:
         task = progress.add_task("events", total=len(events), rate="")
         started = datetime.now(UTC)
-        for start in range(0, len(events), BATCH):
-            chunk = events[start : start + BATCH]
-            outcomes = event_service.ingest_batch(svc, principals.SYSTEM, chunk)
-            rejected += sum(1 for o in outcomes if not o.ok)
-            elapsed = (datetime.now(UTC) - started).total_seconds() or 1e-9
-            done = start + len(chunk)
-            progress.update(task, completed=done, rate=f"{done / elapsed:,.0f} events/s")
+        done = 0
+        for month_end, month in _by_month(events, svc.settings.zone):
+            for start in range(0, len(month), BATCH):
+                chunk = month[start : start + BATCH]
+                outcomes = event_service.ingest_batch(svc, principals.SYSTEM, chunk)
+                rejected += sum(1 for o in outcomes if not o.ok)
+                done += len(chunk)
+                elapsed = (datetime.now(UTC) - started).total_seconds() or 1e-9
+                progress.update(task, completed=done, rate=f"{done / elapsed:,.0f} events/s")
+            if month_end < now:  # the month is over: its nightly release, and some shopping
+                with _clock_at(svc, month_end):
+                    points_jobs.release_due_lots(svc, limit=1_000_000)
+                    label = f"{month_end.astimezone(svc.settings.zone):%Y%m}"
+                    shopped += _shop_in_the_mall(svc, seed, label, MONTHLY_SHOPPERS)
     if rejected:
         console.print(f"[yellow]{rejected} events were refused[/yellow]")
     console.print("Running the nightly ledger jobs (release, expiry, reminders) …")
@@ -109,7 +120,8 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
     points_jobs.remind_expiring(svc)
     tiers.evaluate_checkpoints(svc)
     memberships.expire_subscriptions(svc)
-    console.print(f"Members shop in the points mall: {_shop_in_the_mall(svc, seed)} redemptions")
+    shopped += _shop_in_the_mall(svc, seed, "now", MONTHLY_SHOPPERS)
+    console.print(f"Members shop in the points mall: {shopped} redemptions over the year")
     with svc.uow() as tx:
         record_audit(
             tx.conn,
@@ -122,29 +134,58 @@ def build_demo(svc: Services, *, members: int, seed: int, console: Console) -> N
         tx.commit()
 
 
-def _shop_in_the_mall(svc: Services, seed: int) -> int:
-    """About one member in five with points to spare redeems an item of the platform's mall:
-    ¥10 coupons mostly, 30 days of free shipping, a thermos (one each, while stocks last) or, on
-    gold and diamond, a lounge pass. Idempotent: a resumed build replays the same
-    redemptions."""
+# The share of members with 1,000 points or more who redeem something at a month's end.
+MONTHLY_SHOPPERS = 0.03
+
+
+def _by_month(
+    events: list[dict[str, Any]], zone: ZoneInfo
+) -> Iterator[tuple[datetime, list[dict[str, Any]]]]:
+    """The story's events (in time order) month by month: (the month's end, its events)."""
+    months: dict[datetime, list[dict[str, Any]]] = {}
+    for event in events:
+        at = datetime.fromisoformat(event["occurred_at"])
+        months.setdefault(month_starts(at, zone, 1)[-1], []).append(event)
+    yield from months.items()
+
+
+@contextmanager
+def _clock_at(svc: Services, instant: datetime) -> Iterator[None]:
+    """The services' clock stopped at ``instant`` for the block (the month-end jobs of the
+    story, the documents published when it starts)."""
+    clock = svc.clock
+    svc.clock = lambda: instant
+    try:
+        yield
+    finally:
+        svc.clock = clock
+
+
+def _shop_in_the_mall(svc: Services, seed: int, label: str, share: float) -> int:
+    """A ``share`` of the members with points to spare redeem an item of the platform's mall
+    (at a month's end, labelled by the month it ends, or ``now``): ¥10 coupons mostly, 30 days
+    of free shipping, a thermos (one each, while stocks last) or, on gold and diamond, a
+    lounge pass. Idempotent: a resumed build replays the same redemptions (their ids name the
+    label)."""
     with svc.engine.connect() as conn:
         rich = conn.execute(
             select(point_accounts.c.member_id, point_accounts.c.available)
             .where(point_accounts.c.program_id == "platform", point_accounts.c.available >= 1000)
             .order_by(point_accounts.c.member_id)
         ).all()
-    rng = random.Random(seed)
+    rng = random.Random(f"{seed}-{label}")
     done = 0
     for member_id, available in rich:
-        if rng.random() > 0.2:
+        if rng.random() > share:
             continue
         choice = rng.choice(
             ["coupon-10", "coupon-10", "coupon-10", "shipping-30d", "thermos", "lounge-pass"]
         )
         quantity = min(3, int(available) // 1000) if choice == "coupon-10" else 1
+        request_id = f"demo-mall-{label}-{member_id}"
         with suppress(DomainError):  # not enough points, out of stock, not their tier
             points_mall.redeem_item(
-                svc, principals.SYSTEM, member_id, f"demo-mall-{member_id}", choice, quantity, None
+                svc, principals.SYSTEM, member_id, request_id, choice, quantity, None
             )
             done += 1
     return done
@@ -154,14 +195,10 @@ def _apply_programs(svc: Services, start: datetime) -> None:
     """Apply the demo's documents as if they were published when the story starts."""
     if programs.list_versions(svc, "platform"):
         return  # an interrupted build applied them already
-    clock = svc.clock
-    svc.clock = lambda: start
-    try:
+    with _clock_at(svc, start):
         programs.apply_document(svc, "platform", demo_programs.PLATFORM, actor="demo")
         for store_id, document in demo_programs.STORES.items():
             programs.apply_document(svc, store_id, document, actor="demo")
-    finally:
-        svc.clock = clock
 
 
 def _built(svc: Services) -> bool:
