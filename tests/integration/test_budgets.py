@@ -189,6 +189,9 @@ def test_the_liability_report_names_the_store_that_issued_the_points(store, cloc
     by_issuer = {r["issuer"]: r for r in report if r["program_id"] == "platform"}
     assert (by_issuer["s1"]["outstanding"], by_issuer["platform"]["outstanding"]) == (300, 300)
     assert by_issuer["s1"]["pending"] == 0
+    # and the month's flow says who issued what
+    (month,) = store.get("/v1/reports/points-flow", months=1).json()["months"]
+    assert (month["issued"], month["issued_by"]) == (600, {"platform": 300, "s1": 300})
 
 
 def test_a_budget_slice_can_never_go_below_zero(store):

@@ -384,8 +384,9 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
     the last ``months`` of them up to the current one, read from the system legs of the
     ledger (each movement's other side, dated at its business time):
 
-    - ``issued``: credited to members (earned, positive adjustments); ``taken_back``: clawed
-      back from them by refunds;
+    - ``issued``: credited to members (earned, positive adjustments), and ``issued_by`` each
+      issuer (the program's owner, or a store whose budget paid); ``taken_back``: clawed back
+      from them by refunds;
     - ``redeemed``: spent (captures and redemptions, net of what refunds restored);
     - ``expired``: lapsed (net of lapsed points a refund took back); ``written_off``: clawbacks
       forgiven under ``write_off``; ``adjusted_out``: removed by negative adjustments;
@@ -399,6 +400,7 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
     month = case(*((e.occurred_at < end, n) for n, end in enumerate(bounds[1:])))
     side = case((e.amount < 0, "out"), else_="in")
     figures = [dict.fromkeys((*FLOW_FIGURES, "change"), 0) for _ in range(months)]
+    issuers: list[dict[str, int]] = [{} for _ in range(months)]
     with svc.engine.connect() as conn:
         value_fen = svc.configs.at(conn, program_id, now).document.points.value_fen
         for account, direction, n, total in conn.execute(
@@ -415,6 +417,9 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
             row["change"] -= points
             if account.startswith(issued("")):
                 row["issued" if direction == "out" else "taken_back"] += abs(points)
+                if direction == "out":
+                    issuer = account.removeprefix(issued(""))
+                    issuers[int(n)][issuer] = issuers[int(n)].get(issuer, 0) - points
             elif account in _FLOW_ACCOUNTS:
                 figure, sign = _FLOW_ACCOUNTS[account]
                 row[figure] += sign * points
@@ -438,8 +443,11 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
                 "ends_at": end.isoformat(),
                 **row,
                 **{f"{k}_fen": v * value_fen for k, v in row.items()},
+                "issued_by": dict(sorted(by_issuer.items())),
             }
-            for start, end, row in zip(bounds[:-1], bounds[1:], figures, strict=True)
+            for start, end, row, by_issuer in zip(
+                bounds[:-1], bounds[1:], figures, issuers, strict=True
+            )
         ],
     }
 
