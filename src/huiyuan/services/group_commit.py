@@ -4,8 +4,11 @@ Applied one transaction each, an ``order.paid`` costs about twenty round trips a
 applied many at once (``order_batch``) it costs a fraction of one. So a single event is not
 applied by its own request alone:
 
-1. The request writes the validated event to ``event_queue`` and commits: from here on the
-   event is durable — if the process dies, the next leader of its partition applies it.
+1. The request writes the validated event to ``event_queue`` and commits: if the process
+   dies from here on, the next leader of its partition applies the event. A request that does
+   not wait (below) is answered from that row alone, so its commit waits for the disk; one
+   that waits for its outcome does not (migration 0012): it is answered only after a leader's
+   durable commit, later in the WAL, which makes the row durable too.
 2. If no one leads the event's partition (a session advisory lock; the partition is a hash of
    the member id, so two leaders never share a member), it becomes the *leader*: it takes
    every queued event of the partition, locking their rows (its own and those of requests

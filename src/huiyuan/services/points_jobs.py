@@ -415,11 +415,11 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
         ):
             row, points = figures[int(n)], int(total)
             row["change"] -= points
-            if account.startswith(issued("")):
-                row["issued" if direction == "out" else "taken_back"] += abs(points)
-                if direction == "out":
-                    issuer = account.removeprefix(issued(""))
-                    issuers[int(n)][issuer] = issuers[int(n)].get(issuer, 0) - points
+            if account.startswith(_ISSUED) and direction == "out":
+                issuer = account.removeprefix(_ISSUED)
+                issuers[int(n)][issuer] = issuers[int(n)].get(issuer, 0) - points
+            elif account.startswith(_ISSUED):
+                row["taken_back"] += points
             elif account in _FLOW_ACCOUNTS:
                 figure, sign = _FLOW_ACCOUNTS[account]
                 row[figure] += sign * points
@@ -429,6 +429,8 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
                 a.program_id == program_id
             )
         ).scalar_one()
+    for row, by_issuer in zip(figures, issuers, strict=True):
+        row["issued"] = sum(by_issuer.values())
     balance = int(held)  # now; each month's end is what later months' changes did not add
     for row in reversed(figures):
         row["balance"] = balance
@@ -451,6 +453,8 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
         ],
     }
 
+
+_ISSUED = issued("")  # the prefix of every issuer's account: ``system:issued:<issuer>``
 
 # System accounts whose net movement is one figure of ``flow``, and the sign that makes it a
 # positive number of points (a forgiven clawback is a negative ``written_off`` leg).
