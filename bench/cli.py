@@ -28,6 +28,7 @@ class Config:
     pgbench: pgbench.PgbenchSpec
     members: int
     workers: int
+    threads: int
     batch_workers: int
     batch_size: int
     warmup: float
@@ -45,6 +46,7 @@ FULL = Config(
     pgbench=pgbench.PgbenchSpec(scale=8, clients=8, threads=2, seconds=15),
     members=50_000,
     workers=8,
+    threads=1,
     batch_workers=4,
     batch_size=500,
     warmup=3.0,
@@ -73,6 +75,7 @@ def parse(argv: list[str]) -> tuple[list[str], Config]:
     parser.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
     parser.add_argument("--members", type=int, help="members to spread events over")
     parser.add_argument("--workers", type=int, help="processes for single and skew")
+    parser.add_argument("--threads", type=int, help="senders in each of those processes")
     parser.add_argument("--batch-workers", type=int, help="processes for batch")
     parser.add_argument("--batch-size", type=int, help="events per ingest_batch call")
     parser.add_argument("--seconds", type=float, help="measuring window of each load")
@@ -99,6 +102,7 @@ def parse(argv: list[str]) -> tuple[list[str], Config]:
     overrides = {
         "members": args.members,
         "workers": args.workers,
+        "threads": args.threads,
         "batch_workers": args.batch_workers,
         "batch_size": args.batch_size,
         "seconds": args.seconds,
@@ -180,9 +184,19 @@ class Run:
             )
             return ingest.run_load(load, label)
 
+    def _senders(self) -> dict[str, int]:
+        return {"workers": self.cfg.workers, "threads": self.cfg.threads}
+
+    def _who(self) -> str:
+        """The single-event senders, as pgbench's ``-c``/``-j`` would say them."""
+        senders = self.cfg.workers * self.cfg.threads
+        if self.cfg.threads == 1:
+            return f"{senders} procs"
+        return f"{senders} senders ({self.cfg.workers} procs x {self.cfg.threads} threads)"
+
     def uniform(self) -> ingest.LoadResult:
         if self._uniform is None:
-            self._uniform = self.load("single", "single", workers=self.cfg.workers)
+            self._uniform = self.load("single", "single", **self._senders())
         return self._uniform
 
     # --------------------------------------------------------------- benchmarks
@@ -196,7 +210,7 @@ class Run:
         tps = self.tps()
         load = self.uniform()
         result = Result(
-            f"single order.paid, {self.cfg.workers} procs, {_grouping()}",
+            f"single order.paid, {self._who()}, {_grouping()}",
             load.rate,
             "ev/s",
             tps,
@@ -208,14 +222,14 @@ class Run:
 
     def async_uniform(self) -> ingest.LoadResult:
         if self._async is None:
-            self._async = self.load("async", "async", workers=self.cfg.workers, wait=False)
+            self._async = self.load("async", "async", **self._senders(), wait=False)
         return self._async
 
     def async_(self) -> None:
         tps = self.tps()
         load = self.async_uniform()
         result = Result(
-            f"single order.paid, respond-async, {self.cfg.workers} procs (applied)",
+            f"single order.paid, respond-async, {self._who()} (applied)",
             load.rate,
             "ev/s",
             tps,
@@ -228,10 +242,10 @@ class Run:
     def async_skew(self) -> None:
         uniform = self.async_uniform()
         skewed = self.load(
-            "askew", "async-skew", workers=self.cfg.workers, zipf_s=self.cfg.zipf_s, wait=False
+            "askew", "async-skew", **self._senders(), zipf_s=self.cfg.zipf_s, wait=False
         )
         result = Result(
-            f"skewed zipf s={self.cfg.zipf_s}, respond-async, {self.cfg.workers} procs",
+            f"skewed zipf s={self.cfg.zipf_s}, respond-async, {self._who()}",
             skewed.rate,
             "ev/s",
             uniform.rate,
@@ -263,13 +277,13 @@ class Run:
 
     def skew(self) -> None:
         uniform = self.uniform()
-        skewed = self.load("skew", "skew", workers=self.cfg.workers, zipf_s=self.cfg.zipf_s)
+        skewed = self.load("skew", "skew", **self._senders(), zipf_s=self.cfg.zipf_s)
         top1 = ingest.hottest_share(self.cfg.members, self.cfg.zipf_s)
         top10 = ingest.hottest_share(self.cfg.members, self.cfg.zipf_s, 10)
         notes = _load_notes(skewed, "event")
         notes.append(f"hottest member gets {top1:.1%} of events, top 10 get {top10:.1%}")
         result = Result(
-            f"skewed zipf s={self.cfg.zipf_s}, {self.cfg.workers} procs",
+            f"skewed zipf s={self.cfg.zipf_s}, {self._who()}",
             skewed.rate,
             "ev/s",
             uniform.rate,
@@ -316,6 +330,11 @@ def _load_notes(load: ingest.LoadResult, per: str) -> list[str]:
         notes.append(
             f"machine CPU {load.cpu_busy:.0%} busy, {load.cpu_ms_per_event:.2f} ms CPU per event"
         )
+    if load.combined_batches:
+        notes.append(
+            f"combined in memory {len(load.latencies_ms) / load.combined_batches:.1f} "
+            "requests a batch on average"
+        )
     if load.errors:
         notes.append(f"{load.errors} events refused; first: {(load.first_error or '')[:200]}")
     return notes
@@ -338,7 +357,9 @@ def _grouping() -> str:
     settings = Settings()
     if not settings.group_commit:
         return "group commit off"
-    return f"group commit ({settings.group_commit_partitions} partitions)"
+    if settings.group_commit_waiting == "process":
+        return "group commit in each process"
+    return f"group commit through the queue ({settings.group_commit_partitions} partitions)"
 
 
 def _machine() -> str:

@@ -20,6 +20,7 @@ import os
 import queue
 import random
 import secrets
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -117,7 +118,8 @@ def hottest_share(members: int, zipf_s: float, top: int = 1) -> float:
 class LoadSpec:
     url: str
     mode: str = SINGLE
-    workers: int = 8
+    workers: int = 8  # processes
+    threads: int = 1  # senders in each process (``pgbench -j``/``-c`` alike)
     members: int = 50_000
     zipf_s: float | None = None
     batch_size: int = 500
@@ -151,6 +153,7 @@ class LoadResult:
     foreign: machine.Watch | None = None  # other processes' CPU during the window
     accepted: int | None = None  # not waiting: answers in the window (events counts applied)
     left_queued: int | None = None  # not waiting: still queued once every sender stopped
+    combined_batches: int | None = None  # answered singles: batches the processes' combiners ran
 
     @property
     def cpu_ms_per_event(self) -> float | None:
@@ -180,52 +183,83 @@ def _services(url: str) -> Any:
 def _load_worker(
     spec: LoadSpec, wid: int, token: str, counters: Any, phase: Any, results: Any
 ) -> None:
+    """One process with ``spec.threads`` senders (threads), each sending one call at a time."""
     try:
         from sqlalchemy import text
-
-        from huiyuan.services import events
-        from huiyuan.services.principals import SYSTEM
 
         svc = _services(spec.url)
         with svc.engine.connect() as conn:  # the first connection is not part of the test
             conn.execute(text("select 1"))
-        rng = random.Random(spec.seed * 1000 + wid)
-        picker = Picker(spec.members, spec.zipf_s, rng)
         at = datetime.now(UTC) - timedelta(minutes=1)
-        serial = itertools.count()
+        mutex = threading.Lock()
+        tally = {"done": 0, "errors": 0}
+        first_error: list[str] = []
+        # (start, end, applied, the process's combined batches so far), monotonic clock
+        calls: list[tuple[float, float, int, int]] = []
+        failures: list[str] = []
 
-        def next_event() -> Any:
-            n = next(serial)
-            eid = f"{token}-{wid}-{n}"
-            return order_paid(eid, f"o{eid}", member_id(picker.pick()), at, rng)
+        def sender(tid: int) -> None:
+            try:
+                _send(spec, svc, f"{token}-{wid}-{tid}", wid * 100 + tid, at, phase, record)
+            except BaseException:
+                failures.append(traceback.format_exc())
 
-        results.put(("ready", wid))
-        while phase.value == WAIT:
-            time.sleep(0.002)
-        done = errors = 0
-        first_error: str | None = None
-        calls: list[tuple[float, float, int]] = []  # (start, end, applied), monotonic clock
-        while phase.value != STOP:
-            if spec.mode == SINGLE:
-                raws = [next_event()]
-                started = time.monotonic()
-                outcomes = [events.ingest_event(svc, SYSTEM, raws[0], wait=spec.wait)]
-            else:
-                raws = [next_event() for _ in range(spec.batch_size)]
-                started = time.monotonic()
-                outcomes = events.ingest_batch(svc, SYSTEM, raws)
-            ended = time.monotonic()
+        def record(started: float, ended: float, outcomes: list[Any]) -> None:
             bad = [o for o in outcomes if not o.ok]
-            if bad and first_error is None:
-                first_error = f"{bad[0].status} {bad[0].body}"
-            errors += len(bad)
-            done += len(outcomes) - len(bad)
-            counters[wid] = done
-            calls.append((started, ended, len(outcomes) - len(bad)))
-        results.put(("done", wid, errors, first_error, calls))
+            with mutex:
+                if bad and not first_error:
+                    first_error.append(f"{bad[0].status} {bad[0].body}")
+                tally["errors"] += len(bad)
+                tally["done"] += len(outcomes) - len(bad)
+                counters[wid] = tally["done"]
+                calls.append((started, ended, len(outcomes) - len(bad), svc.combiner.batches))
+
+        threads = [threading.Thread(target=sender, args=(t,)) for t in range(spec.threads)]
+        for thread in threads:
+            thread.start()
+        results.put(("ready", wid))
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise RuntimeError(failures[0])
+        results.put(("done", wid, tally["errors"], first_error[0] if first_error else None, calls))
         svc.engine.dispose()
     except BaseException:
         results.put(("failed", wid, traceback.format_exc()))
+
+
+def _send(
+    spec: LoadSpec,
+    svc: Any,
+    prefix: str,
+    seed: int,
+    at: datetime,
+    phase: Any,
+    record: Any,
+) -> None:
+    from huiyuan.services import events
+    from huiyuan.services.principals import SYSTEM
+
+    rng = random.Random(spec.seed * 100_000 + seed)
+    picker = Picker(spec.members, spec.zipf_s, rng)
+    serial = itertools.count()
+
+    def next_event() -> Any:
+        eid = f"{prefix}-{next(serial)}"
+        return order_paid(eid, f"o{eid}", member_id(picker.pick()), at, rng)
+
+    while phase.value == WAIT:
+        time.sleep(0.002)
+    while phase.value != STOP:
+        if spec.mode == SINGLE:
+            raw = next_event()
+            started = time.monotonic()
+            outcomes = [events.ingest_event(svc, SYSTEM, raw, wait=spec.wait)]
+        else:
+            raws = [next_event() for _ in range(spec.batch_size)]
+            started = time.monotonic()
+            outcomes = events.ingest_batch(svc, SYSTEM, raws)
+        record(started, time.monotonic(), outcomes)
 
 
 def run_load(spec: LoadSpec, label: str) -> LoadResult:
@@ -280,14 +314,24 @@ def run_load(spec: LoadSpec, label: str) -> LoadResult:
     if cpu_start and cpu_end and cpu_end[1] > cpu_start[1]:
         result.cpu_busy = (cpu_end[0] - cpu_start[0]) / (cpu_end[1] - cpu_start[1])
     applied = 0.0
+    combined = 0
     for _, _, errors, first_error, calls in finished:
         result.errors += errors
         result.first_error = result.first_error or first_error
-        for call_start, call_end, ok in calls:
+        batches = []
+        for call_start, call_end, ok, batches_so_far in calls:
             applied += ok * _overlap(call_start, call_end, start, end)
             if start <= call_end <= end:
                 result.latencies_ms.append((call_end - call_start) * 1000)
+                batches.append(batches_so_far)
+        combined += max(batches) - min(batches) if batches else 0
     result.events = round(applied)
+    if combined and spec.wait and spec.mode == SINGLE:
+        result.combined_batches = combined
+        say(
+            f"{label}: requests combined in memory, {len(result.latencies_ms) / combined:.1f} "
+            "a batch on average"
+        )
     if inbox_start is not None and inbox_end is not None:
         # Answers only say "queued": count what was applied (the inbox) instead. The window's
         # ends are read a moment after the clock's, which moves both ends alike.

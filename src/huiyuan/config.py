@@ -22,6 +22,14 @@ class AutoEnrollPolicy(StrEnum):
     REGISTRATION_ONLY = "registration_only"  # others wait until member.registered arrives
 
 
+class WaitingGroup(StrEnum):
+    """With group commit on, which single events a request that waits for its outcome is
+    applied together with."""
+
+    PROCESS = "process"  # the concurrent requests of the same process, gathered in memory
+    QUEUE = "queue"  # those of every process, through the database's event queue
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUIYUAN_", extra="ignore")
 
@@ -51,6 +59,14 @@ class Settings(BaseSettings):
     group_commit: bool = Field(
         default=True,
         description="on PostgreSQL, apply concurrent single events together (group commit)",
+    )
+    group_commit_waiting: WaitingGroup = Field(
+        default=WaitingGroup.PROCESS,
+        description=(
+            "a single event answered with its outcome is applied together with the concurrent "
+            "requests of its own process (process) or of every process, through the event queue "
+            "(queue)"
+        ),
     )
     group_commit_partitions: int = Field(
         default=2,

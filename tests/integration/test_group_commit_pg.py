@@ -1,9 +1,11 @@
-"""Group commit on PostgreSQL: concurrent single events applied together, each with its own
-outcome, none lost when a request or a batch fails.
+"""Group commit through the event queue on PostgreSQL: concurrent single events of every
+process applied together, each with its own outcome, none lost when a request or a batch fails.
 
-Every PostgreSQL test that sends single events goes through group commit (it is on by
-default), so the whole suite checks that it answers as one event per transaction did; these
-tests check what is particular to it.
+Requests sent with ``Prefer: respond-async`` always take this path; those that wait for their
+outcome take it with ``HUIYUAN_GROUP_COMMIT_WAITING=queue``, which these tests set (by default
+they are combined in their own process: ``test_combiner_pg.py``). Every PostgreSQL test that
+sends single events goes through group commit (it is on by default), so the whole suite checks
+that it answers as one event per transaction did; these tests check what is particular to it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ from .threads import all_at_once, leader_at_work
 pytestmark = pytest.mark.postgres_only
 
 THREADS = 16
+
+
+@pytest.fixture
+def pg(make_pg: Any) -> Any:
+    """Requests that wait for their outcome go through the queue too."""
+    return make_pg(group_commit_waiting="queue")
 
 
 @pytest.fixture
@@ -337,7 +345,7 @@ def test_events_that_do_not_wait_are_never_left_behind_by_a_leader_stepping_down
 
 def test_a_request_far_behind_waits_for_its_event_to_apply(make_pg):
     # given a partition behind by more than the backlog allowed (none)
-    svc = make_pg(group_commit_backlog=0)
+    svc = make_pg(group_commit_backlog=0, group_commit_waiting="queue")
     apply(svc, document())
     with leader_at_work(svc):
         # when an event is sent without waiting
@@ -469,7 +477,7 @@ def test_a_queued_event_that_cannot_be_applied_says_failed_and_can_be_sent_again
 
 def test_the_api_applies_events_a_dead_leader_left_queued(make_pg, clock):
     # given an API sweeping the queue every 50 ms
-    svc = make_pg(group_commit_sweep_seconds=0.05)
+    svc = make_pg(group_commit_sweep_seconds=0.05, group_commit_waiting="queue")
     apply(svc, document())
     # and an event queued by a request that died before any leader took it, a while ago
     orphan = parse_event(order(1, "u1", 1000), svc.now())
@@ -492,7 +500,7 @@ def test_the_api_applies_events_a_dead_leader_left_queued(make_pg, clock):
 def test_a_request_meeting_a_dead_connection_is_told_to_retry_and_the_next_one_works(make_pg):
     # given an API (not sweeping the queue meanwhile) whose pooled connections the database
     # has just dropped
-    pg = make_pg(group_commit_sweep_seconds=0)
+    pg = make_pg(group_commit_sweep_seconds=0, group_commit_waiting="queue")
     with TestClient(create_app(pg)) as client:
         assert client.get("/healthz").status_code == 200
         assert drop_connections(pg) >= 1

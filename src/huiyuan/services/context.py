@@ -6,6 +6,7 @@ import gc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -13,6 +14,7 @@ from huiyuan.config import Settings
 from huiyuan.db.engine import make_engine
 from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain.business_time import utc_now
+from huiyuan.services.combiner import Combiner
 from huiyuan.services.directory import OwnerDirectory
 from huiyuan.services.program_configs import ProgramConfig, ProgramConfigs
 
@@ -51,6 +53,11 @@ class Services:
     clock: Callable[[], datetime] = field(default=utc_now)
     directory: OwnerDirectory = field(default_factory=OwnerDirectory)
     configs: ProgramConfigs = field(default_factory=ProgramConfigs)
+    # Concurrent single events of this process that wait for their outcome, applied together
+    # (``events.ingest_event``); its own for every ``Services``, copies included.
+    combiner: Combiner[Any, Any] = field(
+        default_factory=Combiner, init=False, repr=False, compare=False
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -4,16 +4,19 @@
 PostgreSQL when other transactions hold some of their members); both validate first (a
 malformed event is refused with every problem named and nothing written), then apply with
 ``event_apply`` (inbox claim, member lock, deferral, the type's handler, release of the events
-that waited). On PostgreSQL a single event goes through group commit (``group_commit``): it is
-queued durably and applied together with the events that other requests sent at the same
-moment, each still getting its own outcome.
+that waited). On PostgreSQL a single event goes through group commit: it is applied together
+with the events that other requests sent at the same moment, each still getting its own
+outcome — gathered in memory among the requests of its process (``combiner``) when it waits
+for its outcome, or queued durably in the database (``group_commit``).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from huiyuan.config import WaitingGroup
 from huiyuan.db import bulk_repo, events_repo, queue_repo
 from huiyuan.db.uow import is_disconnect, is_retryable_or_disconnect, run_with_retry
 from huiyuan.domain.errors import DomainError, EventError, forbidden, not_found
@@ -21,6 +24,7 @@ from huiyuan.schemas.events import OrderPaid
 from huiyuan.schemas.problems import problem, problem_from_error, validation_problem
 from huiyuan.schemas.validation import EventInvalid, ValidEvent, parse_event
 from huiyuan.services import group_commit
+from huiyuan.services.combiner import BatchFailed
 from huiyuan.services.context import Services
 from huiyuan.services.event_apply import (
     DEFERRED,
@@ -34,27 +38,44 @@ from huiyuan.services.principals import Principal, Scope
 
 __all__ = ["DEFERRED", "EventOutcome", "ingest_batch", "ingest_event"]
 
+_Item = tuple[str, ValidEvent | EventOutcome]  # (sender, the event or its outcome already)
+
 
 def ingest_event(
     svc: Services, principal: Principal, raw: Any, *, wait: bool = True
 ) -> EventOutcome:
     """Validate and apply one event: in its own transaction, or on PostgreSQL together with
-    the events of concurrent requests (group commit). ``wait=False`` (``Prefer:
+    the events of concurrent requests (group commit): those of the same process, gathered in
+    memory (``combiner``), or — ``wait=False``, or ``HUIYUAN_GROUP_COMMIT_WAITING=queue`` —
+    of every process, through the event queue (``group_commit``). ``wait=False`` (``Prefer:
     respond-async``) may answer ``queued`` once the event is durable, before it is applied;
     without group commit it is applied at once all the same."""
     checked = _validate(svc, principal, raw)
     if isinstance(checked, EventOutcome):
         return checked
     if group_commit.enabled(svc):
+        if wait and svc.settings.group_commit_waiting is WaitingGroup.PROCESS:
+            try:
+                outcome: EventOutcome = svc.combiner.submit(
+                    (principal.owner_id, checked),
+                    lambda items: _apply_in_two(svc, items),
+                    svc.settings.group_commit_batch,
+                )
+                return outcome
+            except BatchFailed:  # logged once, by the batch's leader
+                return _apply_alone(svc, principal.owner_id, checked)
         return run_with_retry(
             lambda: group_commit.ingest(svc, principal.owner_id, checked, wait=wait),
             attempts=3,
             when=is_disconnect,  # the rest is retried inside, on the request's own connection
         )
+    return _apply_alone(svc, principal.owner_id, checked)
 
+
+def _apply_alone(svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
     def attempt() -> EventOutcome:
         with svc.uow() as tx:
-            outcome = apply_or_refuse(tx, svc, principal.owner_id, checked)
+            outcome = apply_or_refuse(tx, svc, sender, event)
             tx.commit()  # a refusal has been undone already
             return outcome
 
@@ -63,7 +84,13 @@ def ingest_event(
 
 def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[EventOutcome]:
     """Apply many events (``event_apply.apply_events``); each gets its own outcome and a
-    refused one is undone alone.
+    refused one is undone alone (``_apply_in_two``)."""
+    checked = [_validate(svc, principal, raw) for raw in raws]
+    return _apply_in_two(svc, [(principal.owner_id, c) for c in checked])
+
+
+def _apply_in_two(svc: Services, items: list[_Item]) -> list[EventOutcome]:
+    """Apply events of one or more senders, each getting its own outcome.
 
     On SQLite, one transaction. On PostgreSQL, the first transaction takes the members no
     other transaction holds, without waiting, and applies their events; the events of the
@@ -71,34 +98,37 @@ def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[E
     waits for them. Two batches sharing a few members thus run side by side instead of one
     after the other. A member's events all go in the same transaction, in order; a failure
     between the two leaves the first committed, and a resend of the batch replays it."""
-    checked = [_validate(svc, principal, raw) for raw in raws]
     pg = svc.engine.dialect.name == "postgresql"
-    outcomes = _apply_batch(svc, principal, checked, wait=not pg)
+    outcomes = _apply_batch(svc, items, wait=not pg)
     if any(o is None for o in outcomes):
-        later: list[ValidEvent | EventOutcome] = [
-            c if o is None else o for c, o in zip(checked, outcomes, strict=True)
+        later: list[_Item] = [
+            item if o is None else (item[0], o) for item, o in zip(items, outcomes, strict=True)
         ]
-        outcomes = _apply_batch(svc, principal, later, wait=True)
+        outcomes = _apply_batch(svc, later, wait=True)
     return [o for o in outcomes if o is not None]
 
 
-def _apply_batch(
-    svc: Services, principal: Principal, checked: list[ValidEvent | EventOutcome], *, wait: bool
-) -> list[EventOutcome | None]:
+def _apply_batch(svc: Services, items: list[_Item], *, wait: bool) -> list[EventOutcome | None]:
     """One transaction. ``wait=False`` leaves out the events of busy members (``None`` in
-    their places)."""
+    their places). Each sender's events are applied with its identity."""
 
     def attempt() -> list[EventOutcome | None]:
         with svc.uow() as tx:
             busy: set[str] = set()
             if not wait:
-                members = {c.member_id for c in checked if isinstance(c, ValidEvent)}
+                members = {c.member_id for _, c in items if isinstance(c, ValidEvent)}
                 locked, busy = bulk_repo.lock_free_members(tx.conn, members)
                 tx.locked_members |= locked
-            todo = [c for c in checked if not _of(c, busy)]
-            done = iter(apply_events(tx, svc, principal.owner_id, todo))
+            by_sender: dict[str, list[int]] = defaultdict(list)
+            for index, (sender, item) in enumerate(items):
+                if not _of(item, busy):
+                    by_sender[sender].append(index)
+            done: dict[int, EventOutcome] = {}
+            for sender, indexes in by_sender.items():
+                outcomes = apply_events(tx, svc, sender, [items[i][1] for i in indexes])
+                done.update(zip(indexes, outcomes, strict=True))
             tx.commit()
-        return [None if _of(c, busy) else next(done) for c in checked]
+        return [done.get(index) for index in range(len(items))]
 
     return run_with_retry(attempt, when=is_retryable_or_disconnect)
 

@@ -1,0 +1,171 @@
+"""Group commit in memory on PostgreSQL: single events whose requests wait for their outcome are
+applied together with the concurrent requests of the same process (``services.combiner``, the
+default ``HUIYUAN_GROUP_COMMIT_WAITING=process``), each with its own outcome, without the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from huiyuan.db import tables
+from huiyuan.services import events as event_service
+from huiyuan.services import owners as owner_service
+from huiyuan.services.principals import SYSTEM, Principal, Scope
+
+from .bodies import item, paid
+from .ledger import apply, assert_reconciled, document
+from .stored import inbox, row_counts, rows
+from .threads import all_at_once
+
+pytestmark = pytest.mark.postgres_only
+
+THREADS = 16
+
+
+class Gated:
+    """Records the events of every combined batch; holds the first batch until ``lined_up``
+    requests wait in the line behind it, so that they are combined into the next one."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, svc: Any, lined_up: int) -> None:
+        self.batches: list[list[str]] = []
+        self.svc, self.lined_up = svc, lined_up
+        self.original = event_service._apply_in_two
+        self.fail_next_multiple = False
+        monkeypatch.setattr(event_service, "_apply_in_two", self)
+
+    def __call__(self, svc: Any, items: list[Any]) -> Any:
+        self.batches.append([event.id for _, event in items])
+        if len(self.batches) == 1:
+            deadline = time.monotonic() + 10
+            while len(self.svc.combiner._line) < self.lined_up:
+                assert time.monotonic() < deadline, "the requests never lined up"
+                time.sleep(0.001)
+        if self.fail_next_multiple and len(items) > 1:
+            self.fail_next_multiple = False
+            raise RuntimeError("a bug, not a refusal")
+        return self.original(svc, items)
+
+
+def order(n: int, member: str, amount: int) -> dict[str, Any]:
+    return paid(f"pay-{n}", f"o{n}", member, amount=amount, items=[item("coat", amount)])
+
+
+def test_concurrent_payments_are_combined_in_memory_each_with_its_own_outcome(pg, monkeypatch):
+    # given the platform's 1 point per ¥1
+    apply(pg, document())
+    gated = Gated(monkeypatch, pg, THREADS)
+    # when 16 members pay at the same moment, one of them naming a store that does not exist
+    bodies = [order(i, f"u{i}", 1000 * (i + 1)) for i in range(THREADS)]
+    bodies[5]["store_id"] = "nowhere"
+    outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), THREADS)
+    # then they were applied in batches of several (a leader's batch, those that came meanwhile
+    # in the next one)
+    assert sorted(e for batch in gated.batches for e in batch) == sorted(
+        f"pay-{i}" for i in range(THREADS)
+    )
+    assert len(gated.batches) < THREADS // 2
+    # and each request got the answer for its own event: points for its own amount …
+    for i, outcome in enumerate(outcomes):
+        if i == 5:
+            continue
+        assert outcome.status == 200, outcome.body
+        assert outcome.body["id"] == f"pay-{i}"
+        (pending,) = [e for e in outcome.body["effects"] if e["kind"] == "points.pending"]
+        assert pending["points"] == 10 * (i + 1)
+    # … and the refused one its own error, with nothing of it written
+    assert outcomes[5].status == 422
+    assert outcomes[5].body["code"] == "unknown_store"
+    assert not rows(pg, tables.events, event_id="pay-5")
+    assert not rows(pg, tables.orders, order_id="o5")
+    # and nothing went through the queue; the ledger adds up
+    assert row_counts(pg)["event_queue"] == 0
+    assert_reconciled(pg)
+
+
+def test_a_resend_combined_with_its_original_replays_the_same_answer(pg, monkeypatch):
+    # given the platform's 1 point per ¥1, and one member's 8 payments each sent twice at once
+    apply(pg, document())
+    gated = Gated(monkeypatch, pg, THREADS)
+    bodies = [order(i % 8, "u1", 1000) for i in range(THREADS)]
+    outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), THREADS)
+    # then (most of them in one batch) each payment applied once, its twin replaying its answer
+    assert max(len(batch) for batch in gated.batches) > 8
+    assert {o.status for o in outcomes} == {200}
+    assert sum(not o.replayed for o in outcomes) == 8
+    for i in range(8):
+        assert outcomes[i].body == outcomes[i + 8].body
+    (account,) = rows(pg, tables.point_accounts, member_id="u1")
+    assert account.pending == 80
+    assert row_counts(pg)["orders"] == 8
+    assert_reconciled(pg)
+
+
+def test_a_combined_batch_keeps_each_events_sender(pg, monkeypatch):
+    # given a store with its own key
+    owner_service.add_store(pg, "s1", "优衣库", program=False, actor="test")
+    store = Principal("s1", "store", frozenset({Scope.WRITE}), "test")
+    apply(pg, document())
+    gated = Gated(monkeypatch, pg, THREADS)
+
+    # when the platform and the store send payments together
+    def send(i: int) -> Any:
+        principal = store if i % 2 else SYSTEM
+        return event_service.ingest_event(pg, principal, order(i, f"u{i}", 1000))
+
+    outcomes = all_at_once(send, THREADS)
+    # then they shared a batch, and each was recorded under the key that sent it
+    assert any({int(e.split("-")[1]) % 2 for e in batch} == {0, 1} for batch in gated.batches)
+    assert {o.status for o in outcomes} == {200}
+    for i in range(THREADS):
+        row = inbox(pg, f"pay-{i}", sender="s1" if i % 2 else "platform")
+        assert row.store_id == ("s1" if i % 2 else None)
+    assert_reconciled(pg)
+
+
+def test_a_combined_batch_that_fails_lets_each_of_its_events_apply_alone(pg, monkeypatch, caplog):
+    # given combined batches of several events fail once (a bug, not a refusal)
+    apply(pg, document())
+    gated = Gated(monkeypatch, pg, THREADS)
+    gated.fail_next_multiple = True
+    # when 16 members pay at once
+    bodies = [order(i, f"u{i}", 1000) for i in range(THREADS)]
+    with caplog.at_level(logging.ERROR, logger="huiyuan.services.combiner"):
+        outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), THREADS)
+    # then the failed batch was logged once, and each of its events was applied alone
+    assert max(len(batch) for batch in gated.batches) > 1
+    assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
+    assert {o.status for o in outcomes} == {200}
+    assert not any(o.replayed for o in outcomes)
+    for i in range(THREADS):
+        assert inbox(pg, f"pay-{i}").status == "applied"
+    assert_reconciled(pg)
+
+
+def test_the_same_payments_sent_from_two_processes_at_once_apply_once(make_pg):
+    # given two server processes (each its own services, pool and combiner)
+    first, second = make_pg(), make_pg()
+    apply(first, document())
+    bodies = [order(i % 8, f"u{i % 4}", 1000) for i in range(THREADS)]
+    start = threading.Barrier(2 * THREADS)
+
+    def send(i: int) -> Any:
+        svc = first if i < THREADS else second
+        start.wait()
+        return event_service.ingest_event(svc, SYSTEM, bodies[i % THREADS])
+
+    # when both get every payment (each twice) at the same moment
+    outcomes = all_at_once(send, 2 * THREADS)
+    # then each payment was applied once, every other copy replaying its answer
+    assert {o.status for o in outcomes} == {200}
+    assert sum(not o.replayed for o in outcomes) == 8
+    by_event: dict[str, list[Any]] = {}
+    for outcome in outcomes:
+        by_event.setdefault(outcome.body["id"], []).append(outcome.body)
+    assert all(len(copies) == 4 and copies.count(copies[0]) == 4 for copies in by_event.values())
+    assert row_counts(first)["orders"] == 8
+    assert_reconciled(first)

@@ -1,0 +1,170 @@
+"""Concurrent requests of one process combined into one call (``services.combiner``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from huiyuan.services.combiner import BatchFailed, Combiner
+
+THREADS = 12
+
+
+class Gate:
+    """An ``apply`` that records every batch and holds the first one until ``open``: the
+    requests sent meanwhile line up behind its leader."""
+
+    def __init__(self, combiner: Combiner[int, int]) -> None:
+        self.combiner = combiner
+        self.batches: list[list[int]] = []
+        self.opened = threading.Event()
+        self.first_running = threading.Event()
+
+    def __call__(self, items: list[int]) -> Sequence[int]:
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            self.first_running.set()
+            assert self.opened.wait(10)
+        return [item * 10 for item in items]
+
+    def open_when_lined_up(self, count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(self.combiner._line) < count:
+            assert time.monotonic() < deadline, "the requests never lined up"
+            time.sleep(0.001)
+        self.opened.set()
+
+
+def test_a_lone_request_is_done_at_once_in_a_batch_of_its_own() -> None:
+    combiner: Combiner[int, int] = Combiner()
+    assert combiner.submit(7, lambda items: [i + 1 for i in items], 100) == 8
+    assert (combiner.batches, combiner.largest) == (1, 1)
+
+
+def test_requests_sent_while_a_batch_runs_are_done_together_each_with_its_own_result() -> None:
+    # given a batch at work, held until every other request has lined up behind it
+    combiner: Combiner[int, int] = Combiner()
+    gate = Gate(combiner)
+    pool = ThreadPoolExecutor(max_workers=THREADS)
+    first = pool.submit(combiner.submit, 0, gate, 100)
+    assert gate.first_running.wait(10)
+    rest = [pool.submit(combiner.submit, i, gate, 100) for i in range(1, THREADS)]
+    gate.open_when_lined_up(THREADS)  # the running batch's request is still at the front
+    # then each request gets its own result …
+    assert [f.result(10) for f in [first, *rest]] == [i * 10 for i in range(THREADS)]
+    # … and the eleven that waited were done in one more batch, in the order they came
+    assert gate.batches[0] == [0]
+    assert sorted(gate.batches[1]) == list(range(1, THREADS))
+    assert len(gate.batches) == 2
+    assert combiner.batches == 2
+    assert not combiner._line
+    pool.shutdown()
+
+
+def test_a_batch_takes_at_most_the_most_asked_for_and_the_next_leader_takes_the_rest() -> None:
+    combiner: Combiner[int, int] = Combiner()
+    gate = Gate(combiner)
+    pool = ThreadPoolExecutor(max_workers=THREADS)
+    first = pool.submit(combiner.submit, 0, gate, 4)
+    assert gate.first_running.wait(10)
+    rest = [pool.submit(combiner.submit, i, gate, 4) for i in range(1, THREADS)]
+    gate.open_when_lined_up(THREADS)
+    assert [f.result(10) for f in [first, *rest]] == [i * 10 for i in range(THREADS)]
+    assert [len(b) for b in gate.batches] == [1, 4, 4, 3]
+    pool.shutdown()
+
+
+def test_when_a_batch_fails_its_requests_are_told_to_go_alone_and_the_line_moves_on() -> None:
+    # given a first batch that fails once every request has lined up behind it
+    combiner: Combiner[int, int] = Combiner()
+    gate = Gate(combiner)
+    broken = {"left": 1}
+
+    def fragile(items: list[int]) -> Sequence[int]:
+        results = gate(items)
+        if broken["left"] and len(items) > 1:
+            broken["left"] -= 1
+            raise RuntimeError("the database went away")
+        return results
+
+    pool = ThreadPoolExecutor(max_workers=THREADS)
+    first = pool.submit(combiner.submit, 0, fragile, 100)
+    assert gate.first_running.wait(10)
+    rest = [pool.submit(combiner.submit, i, fragile, 100) for i in range(1, THREADS)]
+    gate.open_when_lined_up(THREADS)
+    # then the lone first batch succeeded, and every request of the failed one was told so
+    assert first.result(10) == 0
+    for future in rest:
+        with pytest.raises(BatchFailed, match="the database went away"):
+            future.result(10)
+    # and the next request is combined as before
+    assert combiner.submit(5, fragile, 100) == 50
+    assert not combiner._line
+    pool.shutdown()
+
+
+def test_a_call_that_returns_the_wrong_number_of_results_fails_its_batch() -> None:
+    combiner: Combiner[int, int] = Combiner()
+    with pytest.raises(BatchFailed, match="0 results for a batch of 1"):
+        combiner.submit(1, lambda items: [], 100)
+    assert not combiner._line
+
+
+class Interrupted(BaseException):
+    """Not an ``Exception``: like ``KeyboardInterrupt``, it must end only its own request."""
+
+
+def test_a_leader_interrupted_hands_over_and_its_followers_go_alone() -> None:
+    combiner: Combiner[int, int] = Combiner()
+    gate = Gate(combiner)
+    interrupted = {"left": 1}
+
+    def interruptible(items: list[int]) -> Sequence[int]:
+        results = gate(items)
+        if interrupted["left"] and len(items) > 1:
+            interrupted["left"] -= 1
+            raise Interrupted
+        return results
+
+    pool = ThreadPoolExecutor(max_workers=THREADS)
+    first = pool.submit(combiner.submit, 0, interruptible, 100)
+    assert gate.first_running.wait(10)
+    rest = [pool.submit(combiner.submit, i, interruptible, 100) for i in range(1, THREADS)]
+    gate.open_when_lined_up(THREADS)
+    assert first.result(10) == 0
+    outcomes = []
+    for future in rest:
+        try:
+            future.result(10)
+            outcomes.append("done")
+        except Interrupted:
+            outcomes.append("interrupted")  # the leader's own request
+        except BatchFailed:
+            outcomes.append("alone")
+    assert sorted(outcomes) == ["alone"] * (THREADS - 2) + ["interrupted"]
+    assert combiner.submit(3, interruptible, 100) == 30
+    pool.shutdown()
+
+
+def test_requests_from_many_threads_all_get_their_own_results() -> None:
+    # given many threads sending many requests each, with no gate: batches form as they may
+    combiner: Combiner[int, int] = Combiner()
+
+    def apply(items: list[int]) -> Sequence[int]:
+        time.sleep(0.0005)  # a round trip to a database, say
+        return [-item for item in items]
+
+    def sender(base: int) -> list[int]:
+        return [combiner.submit(base + n, apply, 8) for n in range(200)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(sender, range(0, 8000, 1000)))
+    # then every request got the result of its own item, and some batches held several
+    assert got == [[-(base + n) for n in range(200)] for base in range(0, 8000, 1000)]
+    assert combiner.batches < 1600
+    assert 1 < combiner.largest <= 8
+    assert not combiner._line
