@@ -45,8 +45,8 @@ class Config:
 FULL = Config(
     pgbench=pgbench.PgbenchSpec(scale=8, clients=8, threads=2, seconds=15),
     members=50_000,
-    workers=8,
-    threads=1,
+    workers=2,  # single-event senders: 2 processes x 4 threads, as pgbench -c 8 -j 2
+    threads=4,
     batch_workers=4,
     batch_size=500,
     warmup=3.0,
@@ -74,8 +74,8 @@ def parse(argv: list[str]) -> tuple[list[str], Config]:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, about 2 minutes")
     parser.add_argument("--members", type=int, help="members to spread events over")
-    parser.add_argument("--workers", type=int, help="processes for single and skew")
-    parser.add_argument("--threads", type=int, help="senders in each of those processes")
+    parser.add_argument("--workers", type=int, help="processes sending single events (2)")
+    parser.add_argument("--threads", type=int, help="senders in each of those processes (4)")
     parser.add_argument("--batch-workers", type=int, help="processes for batch")
     parser.add_argument("--batch-size", type=int, help="events per ingest_batch call")
     parser.add_argument("--seconds", type=float, help="measuring window of each load")

@@ -5,16 +5,20 @@ default ``HUIYUAN_GROUP_COMMIT_WAITING=process``), each with its own outcome, wi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from typing import Any
 
+import httpx
 import pytest
 
+from huiyuan.api.app import create_app
 from huiyuan.db import tables
 from huiyuan.services import events as event_service
 from huiyuan.services import owners as owner_service
+from huiyuan.services import principals
 from huiyuan.services.principals import SYSTEM, Principal, Scope
 
 from .bodies import item, paid
@@ -169,3 +173,31 @@ def test_the_same_payments_sent_from_two_processes_at_once_apply_once(make_pg):
     assert all(len(copies) == 4 and copies.count(copies[0]) == 4 for copies in by_event.values())
     assert row_counts(first)["orders"] == 8
     assert_reconciled(first)
+
+
+def test_concurrent_http_requests_to_one_api_process_are_combined(pg):
+    # given the API of one process, with the platform's 1 point per ¥1
+    apply(pg, document())
+    key = principals.create_api_key(pg, "platform", (Scope.WRITE,), "test", actor="test").key
+    auth = {"Authorization": f"Bearer {key}"}
+    app = create_app(pg)
+
+    async def send_all() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hy") as client:
+            return await asyncio.gather(
+                *(
+                    client.post("/v1/events", json=order(i, f"u{i}", 1000), headers=auth)
+                    for i in range(THREADS)
+                )
+            )
+
+    # when 16 requests arrive at once
+    responses = asyncio.run(send_all())
+    # then each got its own event's outcome, and some were applied in one transaction
+    assert [r.status_code for r in responses] == [200] * THREADS
+    assert [r.json()["id"] for r in responses] == [f"pay-{i}" for i in range(THREADS)]
+    assert pg.combiner.largest > 1
+    assert pg.combiner.batches < THREADS
+    assert row_counts(pg)["event_queue"] == 0
+    assert_reconciled(pg)
