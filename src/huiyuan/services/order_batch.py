@@ -147,7 +147,7 @@ def apply(
         if needs_tier([*c.order_rules, *c.multipliers])
     }
     tiers = bulk_repo.tiers_of(conn, tier_pairs)
-    terms = bulk_repo.terms_of(conn, (p.event.member_id for p in kept))
+    terms = facts.terms  # of every candidate's member; those of others are never looked at
     plans = _plans_in_force(terms, kept)
     numbers = _order_numbers(conn, kept)
 
