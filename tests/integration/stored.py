@@ -79,3 +79,18 @@ def problem_of(response: Any, status: int, code: str) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["code"] == code
     return body
+
+
+def drop_connections(svc: Any) -> int:
+    """What a database restart does to the pool: every other connection to the database is
+    ended by the server. Returns how many."""
+    killer = sa.create_engine(svc.engine.url, poolclass=sa.pool.NullPool)
+    try:
+        with killer.connect() as conn:
+            query = (
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return int(conn.execute(sa.text(query)).scalar_one())
+    finally:
+        killer.dispose()

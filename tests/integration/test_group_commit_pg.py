@@ -32,7 +32,7 @@ from huiyuan.services.principals import SYSTEM, Principal, Scope
 
 from .bodies import item, paid
 from .ledger import BASE_RULE, apply, assert_reconciled, document
-from .stored import inbox, row_counts, rows
+from .stored import drop_connections, inbox, row_counts, rows
 from .threads import all_at_once, leader_at_work
 
 pytestmark = pytest.mark.postgres_only
@@ -379,21 +379,6 @@ def test_events_nobody_waits_for_in_a_failed_batch_are_applied_alone_by_the_lead
     assert row_counts(pg)["orders"] == 7
     assert queue_is_empty(pg)
     assert_reconciled(pg)
-
-
-def drop_connections(svc: Any) -> int:
-    """What a database restart does to the pool: every other connection to the database is
-    ended by the server. Returns how many."""
-    killer = sa.create_engine(svc.engine.url, poolclass=sa.pool.NullPool)
-    try:
-        with killer.connect() as conn:
-            query = (
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return int(conn.execute(sa.text(query)).scalar_one())
-    finally:
-        killer.dispose()
 
 
 def test_events_are_applied_when_the_pooled_connections_died(pg):

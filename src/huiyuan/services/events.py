@@ -4,10 +4,10 @@
 PostgreSQL when other transactions hold some of their members); both validate first (a
 malformed event is refused with every problem named and nothing written), then apply with
 ``event_apply`` (inbox claim, member lock, deferral, the type's handler, release of the events
-that waited). On PostgreSQL a single event goes through group commit: it is applied together
-with the events that other requests sent at the same moment, each still getting its own
-outcome — gathered in memory among the requests of its process (``combiner``) when it waits
-for its outcome, or queued durably in the database (``group_commit``).
+that waited). A single event goes through group commit: it is applied together with the events
+that other requests sent at the same moment, each still getting its own outcome — gathered in
+memory among the requests of its process (``combiner``), or on PostgreSQL, for a request that
+does not wait for its outcome, queued durably in the database (``group_commit``).
 """
 
 from __future__ import annotations
@@ -44,31 +44,35 @@ _Item = tuple[str, ValidEvent | EventOutcome]  # (sender, the event or its outco
 def ingest_event(
     svc: Services, principal: Principal, raw: Any, *, wait: bool = True
 ) -> EventOutcome:
-    """Validate and apply one event: in its own transaction, or on PostgreSQL together with
-    the events of concurrent requests (group commit): those of the same process, gathered in
-    memory (``combiner``), or — ``wait=False``, or ``HUIYUAN_GROUP_COMMIT_WAITING=queue`` —
-    of every process, through the event queue (``group_commit``). ``wait=False`` (``Prefer:
-    respond-async``) may answer ``queued`` once the event is durable, before it is applied;
-    without group commit it is applied at once all the same."""
+    """Validate and apply one event together with the events of concurrent requests (group
+    commit): those of the same process, gathered in memory (``combiner``; also on SQLite), or
+    on PostgreSQL — ``wait=False``, or ``HUIYUAN_GROUP_COMMIT_WAITING=queue`` — those of every
+    process, through the event queue (``group_commit``). ``wait=False`` (``Prefer:
+    respond-async``) may then answer ``queued`` once the event is durable, before it is applied;
+    elsewhere it is applied at once all the same. With group commit off, each event is applied
+    in its own transaction."""
     checked = _validate(svc, principal, raw)
     if isinstance(checked, EventOutcome):
         return checked
-    if group_commit.enabled(svc):
-        if wait and svc.settings.group_commit_waiting is WaitingGroup.PROCESS:
-            try:
-                outcome: EventOutcome = svc.combiner.submit(
-                    (principal.owner_id, checked),
-                    lambda items: _apply_in_two(svc, items),
-                    svc.settings.group_commit_batch,
-                )
-                return outcome
-            except BatchFailed:  # logged once, by the batch's leader
-                return _apply_alone(svc, principal.owner_id, checked)
+    settings = svc.settings
+    if group_commit.enabled(svc) and (
+        not wait or settings.group_commit_waiting is WaitingGroup.QUEUE
+    ):
         return run_with_retry(
             lambda: group_commit.ingest(svc, principal.owner_id, checked, wait=wait),
             attempts=3,
             when=is_disconnect,  # the rest is retried inside, on the request's own connection
         )
+    if settings.group_commit:
+        try:
+            outcome: EventOutcome = svc.combiner.submit(
+                (principal.owner_id, checked),
+                lambda items: _apply_in_two(svc, items),
+                settings.group_commit_batch,
+            )
+            return outcome
+        except BatchFailed:  # logged once, by the batch's leader
+            pass
     return _apply_alone(svc, principal.owner_id, checked)
 
 

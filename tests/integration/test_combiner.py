@@ -1,6 +1,7 @@
-"""Group commit in memory on PostgreSQL: single events whose requests wait for their outcome are
-applied together with the concurrent requests of the same process (``services.combiner``, the
-default ``HUIYUAN_GROUP_COMMIT_WAITING=process``), each with its own outcome, without the queue.
+"""Group commit in memory: single events whose requests wait for their outcome are applied
+together with the concurrent requests of the same process (``services.combiner``; on
+PostgreSQL the default ``HUIYUAN_GROUP_COMMIT_WAITING=process``), each with its own outcome,
+without the queue — on both databases.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from huiyuan.services.principals import SYSTEM, Principal, Scope
 
 from .bodies import item, paid
 from .ledger import apply, assert_reconciled, document
-from .stored import inbox, row_counts, rows
+from .stored import drop_connections, inbox, row_counts, rows
 from .threads import all_at_once
-
-pytestmark = pytest.mark.postgres_only
 
 THREADS = 16
 
@@ -59,14 +58,14 @@ def order(n: int, member: str, amount: int) -> dict[str, Any]:
     return paid(f"pay-{n}", f"o{n}", member, amount=amount, items=[item("coat", amount)])
 
 
-def test_concurrent_payments_are_combined_in_memory_each_with_its_own_outcome(pg, monkeypatch):
+def test_concurrent_payments_are_combined_in_memory_each_with_its_own_outcome(svc, monkeypatch):
     # given the platform's 1 point per ¥1
-    apply(pg, document())
-    gated = Gated(monkeypatch, pg, THREADS)
+    apply(svc, document())
+    gated = Gated(monkeypatch, svc, THREADS)
     # when 16 members pay at the same moment, one of them naming a store that does not exist
     bodies = [order(i, f"u{i}", 1000 * (i + 1)) for i in range(THREADS)]
     bodies[5]["store_id"] = "nowhere"
-    outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), THREADS)
+    outcomes = all_at_once(lambda i: event_service.ingest_event(svc, SYSTEM, bodies[i]), THREADS)
     # then they were applied in batches of several (a leader's batch, those that came meanwhile
     # in the next one)
     assert sorted(e for batch in gated.batches for e in batch) == sorted(
@@ -84,72 +83,75 @@ def test_concurrent_payments_are_combined_in_memory_each_with_its_own_outcome(pg
     # … and the refused one its own error, with nothing of it written
     assert outcomes[5].status == 422
     assert outcomes[5].body["code"] == "unknown_store"
-    assert not rows(pg, tables.events, event_id="pay-5")
-    assert not rows(pg, tables.orders, order_id="o5")
+    assert not rows(svc, tables.events, event_id="pay-5")
+    assert not rows(svc, tables.orders, order_id="o5")
     # and nothing went through the queue; the ledger adds up
-    assert row_counts(pg)["event_queue"] == 0
-    assert_reconciled(pg)
+    assert row_counts(svc)["event_queue"] == 0
+    assert_reconciled(svc)
 
 
-def test_a_resend_combined_with_its_original_replays_the_same_answer(pg, monkeypatch):
+def test_a_resend_combined_with_its_original_replays_the_same_answer(svc, monkeypatch):
     # given the platform's 1 point per ¥1, and one member's 8 payments each sent twice at once
-    apply(pg, document())
-    gated = Gated(monkeypatch, pg, THREADS)
+    apply(svc, document())
+    gated = Gated(monkeypatch, svc, THREADS)
     bodies = [order(i % 8, "u1", 1000) for i in range(THREADS)]
-    outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), THREADS)
+    outcomes = all_at_once(lambda i: event_service.ingest_event(svc, SYSTEM, bodies[i]), THREADS)
     # then (most of them in one batch) each payment applied once, its twin replaying its answer
     assert max(len(batch) for batch in gated.batches) > 8
     assert {o.status for o in outcomes} == {200}
     assert sum(not o.replayed for o in outcomes) == 8
     for i in range(8):
         assert outcomes[i].body == outcomes[i + 8].body
-    (account,) = rows(pg, tables.point_accounts, member_id="u1")
+    (account,) = rows(svc, tables.point_accounts, member_id="u1")
     assert account.pending == 80
-    assert row_counts(pg)["orders"] == 8
-    assert_reconciled(pg)
+    assert row_counts(svc)["orders"] == 8
+    assert_reconciled(svc)
 
 
-def test_a_combined_batch_keeps_each_events_sender(pg, monkeypatch):
+def test_a_combined_batch_keeps_each_events_sender(svc, monkeypatch):
     # given a store with its own key
-    owner_service.add_store(pg, "s1", "优衣库", program=False, actor="test")
+    owner_service.add_store(svc, "s1", "优衣库", program=False, actor="test")
     store = Principal("s1", "store", frozenset({Scope.WRITE}), "test")
-    apply(pg, document())
-    gated = Gated(monkeypatch, pg, THREADS)
+    apply(svc, document())
+    gated = Gated(monkeypatch, svc, THREADS)
 
     # when the platform and the store send payments together
     def send(i: int) -> Any:
         principal = store if i % 2 else SYSTEM
-        return event_service.ingest_event(pg, principal, order(i, f"u{i}", 1000))
+        return event_service.ingest_event(svc, principal, order(i, f"u{i}", 1000))
 
     outcomes = all_at_once(send, THREADS)
     # then they shared a batch, and each was recorded under the key that sent it
     assert any({int(e.split("-")[1]) % 2 for e in batch} == {0, 1} for batch in gated.batches)
     assert {o.status for o in outcomes} == {200}
     for i in range(THREADS):
-        row = inbox(pg, f"pay-{i}", sender="s1" if i % 2 else "platform")
+        row = inbox(svc, f"pay-{i}", sender="s1" if i % 2 else "platform")
         assert row.store_id == ("s1" if i % 2 else None)
-    assert_reconciled(pg)
+    assert_reconciled(svc)
 
 
-def test_a_combined_batch_that_fails_lets_each_of_its_events_apply_alone(pg, monkeypatch, caplog):
+def test_a_combined_batch_that_fails_lets_each_of_its_events_apply_alone(svc, monkeypatch, caplog):
     # given combined batches of several events fail once (a bug, not a refusal)
-    apply(pg, document())
-    gated = Gated(monkeypatch, pg, THREADS)
+    apply(svc, document())
+    gated = Gated(monkeypatch, svc, THREADS)
     gated.fail_next_multiple = True
     # when 16 members pay at once
     bodies = [order(i, f"u{i}", 1000) for i in range(THREADS)]
     with caplog.at_level(logging.ERROR, logger="huiyuan.services.combiner"):
-        outcomes = all_at_once(lambda i: event_service.ingest_event(pg, SYSTEM, bodies[i]), THREADS)
+        outcomes = all_at_once(
+            lambda i: event_service.ingest_event(svc, SYSTEM, bodies[i]), THREADS
+        )
     # then the failed batch was logged once, and each of its events was applied alone
     assert max(len(batch) for batch in gated.batches) > 1
     assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
     assert {o.status for o in outcomes} == {200}
     assert not any(o.replayed for o in outcomes)
     for i in range(THREADS):
-        assert inbox(pg, f"pay-{i}").status == "applied"
-    assert_reconciled(pg)
+        assert inbox(svc, f"pay-{i}").status == "applied"
+    assert_reconciled(svc)
 
 
+@pytest.mark.postgres_only
 def test_the_same_payments_sent_from_two_processes_at_once_apply_once(make_pg):
     # given two server processes (each its own services, pool and combiner)
     first, second = make_pg(), make_pg()
@@ -175,12 +177,33 @@ def test_the_same_payments_sent_from_two_processes_at_once_apply_once(make_pg):
     assert_reconciled(first)
 
 
-def test_concurrent_http_requests_to_one_api_process_are_combined(pg):
-    # given the API of one process, with the platform's 1 point per ¥1
+@pytest.mark.postgres_only
+def test_combined_events_are_applied_when_the_pooled_connections_died(pg):
+    # given a pool of connections that have served combined events
     apply(pg, document())
-    key = principals.create_api_key(pg, "platform", (Scope.WRITE,), "test", actor="test").key
+    sent = all_at_once(
+        lambda i: event_service.ingest_event(pg, SYSTEM, order(i, f"u{i}", 1000)), THREADS
+    )
+    assert {o.status for o in sent} == {200}
+    # when the database drops every one of them (a restart, a proxy timing out)
+    assert drop_connections(pg) >= 1
+    # then the next requests, combined, are applied on fresh connections
+    again = all_at_once(
+        lambda i: event_service.ingest_event(pg, SYSTEM, order(THREADS + i, f"u{i}", 1000)),
+        THREADS,
+    )
+    assert {o.status for o in again} == {200}
+    assert not any(o.replayed for o in again)
+    assert row_counts(pg)["orders"] == 2 * THREADS
+    assert_reconciled(pg)
+
+
+def test_concurrent_http_requests_to_one_api_process_are_combined(svc):
+    # given the API of one process, with the platform's 1 point per ¥1
+    apply(svc, document())
+    key = principals.create_api_key(svc, "platform", (Scope.WRITE,), "test", actor="test").key
     auth = {"Authorization": f"Bearer {key}"}
-    app = create_app(pg)
+    app = create_app(svc)
 
     async def send_all() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
@@ -197,7 +220,7 @@ def test_concurrent_http_requests_to_one_api_process_are_combined(pg):
     # then each got its own event's outcome, and some were applied in one transaction
     assert [r.status_code for r in responses] == [200] * THREADS
     assert [r.json()["id"] for r in responses] == [f"pay-{i}" for i in range(THREADS)]
-    assert pg.combiner.largest > 1
-    assert pg.combiner.batches < THREADS
-    assert row_counts(pg)["event_queue"] == 0
-    assert_reconciled(pg)
+    assert svc.combiner.largest > 1
+    assert svc.combiner.batches < THREADS
+    assert row_counts(svc)["event_queue"] == 0
+    assert_reconciled(svc)
