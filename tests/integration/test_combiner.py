@@ -7,6 +7,7 @@ without the queue — on both databases.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -224,3 +225,34 @@ def test_concurrent_http_requests_to_one_api_process_are_combined(svc):
     assert svc.combiner.batches < THREADS
     assert row_counts(svc)["event_queue"] == 0
     assert_reconciled(svc)
+
+
+@pytest.mark.postgres_only
+def test_the_event_path_plans_its_statements_once_and_leaves_the_connection_as_it_was(
+    pg, monkeypatch
+):
+    # given a spy reading the planner's setting inside the transaction that applies events
+    apply(pg, document())
+    seen: list[str] = []
+    original = event_service.apply_events
+
+    def spy(tx: Any, *args: Any) -> Any:
+        seen.append(tx.conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
+        pids.append(tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        return original(tx, *args)
+
+    pids: list[int] = []
+
+    monkeypatch.setattr(event_service, "apply_events", spy)
+    # when an event is applied
+    assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
+    # then its statements were planned once per connection (generic plans) …
+    assert seen == ["force_generic_plan"]
+    # … for that transaction only: the pooled connection is back to the server's default
+    with contextlib.ExitStack() as held:
+        found = {}
+        for _ in range(pg.engine.pool.checkedin() + 1):
+            conn = held.enter_context(pg.engine.connect())
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            found[pid] = conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
+        assert found[pids[0]] == "auto"

@@ -17,12 +17,16 @@ from typing import TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from huiyuan.db import driver
+
 T = TypeVar("T")
 
 # serialization_failure, deadlock_detected, and unique_violation: two transactions that both
 # found a key free (two payments of one order) — on retry the loser sees the winner's row and
 # refuses with its proper error instead of failing.
 _RETRYABLE_SQLSTATES = {"40001", "40P01", "23505"}
+
+_GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 
 
 class UnitOfWork:
@@ -54,6 +58,16 @@ class UnitOfWork:
         self._committed = False
         self.locked_members = set()
         return self
+
+    def use_generic_plans(self) -> None:
+        """PostgreSQL: plan each prepared statement of this transaction once per connection
+        (a generic plan), not at each execution. The event path's statements take their lists
+        as arrays (``= ANY(:ids)``), which make the planner's default choice re-plan them every
+        time; on the development machine that was a third of the backend's CPU for a batch of
+        a few events (``bench/README.md``). Its statements look rows up by key, where the
+        generic plan is the custom one. Ends with the transaction (``SET LOCAL``)."""
+        if self.dialect == "postgresql":
+            driver.one(self.conn, _GENERIC_PLANS, ())
 
     def commit(self) -> None:
         self.conn.commit()

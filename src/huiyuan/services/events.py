@@ -79,6 +79,7 @@ def ingest_event(
 def _apply_alone(svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
     def attempt() -> EventOutcome:
         with svc.uow() as tx:
+            tx.use_generic_plans()
             outcome = apply_or_refuse(tx, svc, sender, event)
             tx.commit()  # a refusal has been undone already
             return outcome
@@ -118,6 +119,7 @@ def _apply_batch(svc: Services, items: list[_Item], *, wait: bool) -> list[Event
 
     def attempt() -> list[EventOutcome | None]:
         with svc.uow() as tx:
+            tx.use_generic_plans()
             busy: set[str] = set()
             if not wait:
                 members = {c.member_id for _, c in items if isinstance(c, ValidEvent)}

@@ -341,6 +341,7 @@ def _transaction(svc: Services, conn: Connection) -> Iterator[UnitOfWork]:
     raw.autocommit = False
     try:
         with UnitOfWork(svc.engine, conn) as tx:
+            tx.use_generic_plans()
             yield tx
     except BaseException:
         # Rolled back; if the connection is broken it cannot be switched, and it is about to
