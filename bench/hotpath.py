@@ -191,13 +191,14 @@ def run(tag: str = "", admin_url: str = scratch.ADMIN_URL, events_n: int = 600) 
 
         # 2 and 3. CPU per event, client and server, durable and not
         for sync in ("on", "off"):
-            engine = sa.create_engine(url, pool_size=1, pool_pre_ping=True)
-            if sync == "off":
-                event.listen(
-                    engine,
-                    "connect",
-                    lambda dbapi, _rec: dbapi.execute("SET synchronous_commit = off"),
-                )
+            # A session setting, given as a connection option: a SET run in the driver's
+            # "connect" event would be rolled back with SQLAlchemy's first reset.
+            engine = sa.create_engine(
+                url,
+                pool_size=1,
+                pool_pre_ping=True,
+                connect_args={"options": f"-c synchronous_commit={sync}"},
+            )
             timed = Services(engine=engine, settings=svc.settings)
             with engine.connect() as conn:
                 backend = conn.execute(sa.text("select pg_backend_pid()")).scalar_one()
