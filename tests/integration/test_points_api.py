@@ -8,7 +8,7 @@ import pytest
 
 from huiyuan.db import tables
 from huiyuan.services import owners as owner_service
-from huiyuan.services import points_jobs
+from huiyuan.services import points_jobs, programs
 
 from .bodies import completed, item, paid, refunded
 from .ledger import apply, assert_reconciled, document, figures, iso, send
@@ -464,6 +464,40 @@ def test_the_points_flow_counts_each_movement_in_its_shanghai_month(api, clock):
     # and a month asked for before anything happened is all zeros
     earlier = api.get("/v1/reports/points-flow", months=3).json()["months"][0]
     assert (earlier["month"], earlier["issued"], earlier["balance"]) == ("2026-02", 0, 0)
+
+
+def test_the_points_flow_prices_each_movement_at_the_value_in_force_when_it_happened(api, clock):
+    svc = api.svc
+    # given points worth 1 fen each from February 1st
+    clock.now = datetime(2026, 2, 1, 4, tzinfo=UTC)
+    apply(svc, document())
+    # and 100 points earned on the 10th, 30 of them redeemed on the 12th
+    clock.now = datetime(2026, 2, 10, 4, tzinfo=UTC)
+    earn(svc, clock, "o1", 10000)
+    # and from the 15th (Shanghai midnight) a point worth 2 fen
+    programs.apply_document(
+        svc,
+        "platform",
+        document(value_fen=2),
+        actor="test",
+        effective_from=datetime(2026, 2, 14, 16, tzinfo=UTC),
+    )
+    clock.now = datetime(2026, 2, 12, 4, tzinfo=UTC)
+    assert redeem(api, 30).status_code == 201
+    # when 100 more are earned on the 20th and 20 redeemed
+    clock.now = datetime(2026, 2, 20, 4, tzinfo=UTC)
+    earn(svc, clock, "o2", 10000)
+    assert redeem(api, 20, "red-2").status_code == 201
+    # then, in March, February's movements are priced at the value of their day
+    clock.now = datetime(2026, 3, 5, 4, tzinfo=UTC)
+    february, march = api.get("/v1/reports/points-flow", months=2).json()["months"]
+    assert (february["issued"], february["issued_fen"]) == (200, 100 * 1 + 100 * 2)
+    assert (february["redeemed"], february["redeemed_fen"]) == (50, 30 * 1 + 20 * 2)
+    assert (february["change"], february["change_fen"]) == (150, 300 - 70)
+    # and what members held at the month's end at the value in force then
+    assert (february["balance"], february["balance_fen"]) == (150, 300)
+    assert february["value_fen_per_point"] == 2
+    assert (march["change_fen"], march["balance_fen"]) == (0, 300)
 
 
 def test_the_points_flow_is_for_administrators_of_the_program(stores):

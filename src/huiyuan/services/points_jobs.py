@@ -12,13 +12,14 @@ chunk never waits for a lock.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, case, func, select, update
+from sqlalchemy import Connection, Table, case, func, select, update
 
 from huiyuan.db import points_repo
 from huiyuan.db.audit_repo import enqueue
@@ -393,42 +394,56 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
     - ``change``: what members hold (available + pending − debt) moved by; ``balance``: what
       they held at the month's end.
 
-    Each figure also in fen, at the program's current ``value_fen``."""
+    Each figure also in fen: a movement at the ``value_fen`` of the program's version in force
+    when it happened (a month in which the value changed adds up both prices), the balance at
+    the value in force at the month's end (or now, for the current month) — so where the value
+    changed, a month's ``balance_fen`` is the last one's plus ``change_fen`` plus the
+    revaluation."""
     now = svc.now()
     bounds = month_starts(now, svc.settings.zone, months)
     e = point_entries.c
-    month = case(*((e.occurred_at < end, n) for n, end in enumerate(bounds[1:])))
-    side = case((e.amount < 0, "out"), else_="in")
     figures = [dict.fromkeys((*FLOW_FIGURES, "change"), 0) for _ in range(months)]
+    fens = [dict.fromkeys((*FLOW_FIGURES, "change", "issued"), 0) for _ in range(months)]
     issuers: list[dict[str, int]] = [{} for _ in range(months)]
     with svc.engine.connect() as conn:
-        value_fen = svc.configs.at(conn, program_id, now).document.points.value_fen
-        for account, direction, n, total in conn.execute(
-            select(e.account, side, month, func.sum(e.amount))
+        periods = _priced_periods(svc, conn, program_id, bounds)
+        period = case(*((e.occurred_at < end, n) for n, (end, _, _) in enumerate(periods)))
+        side = case((e.amount < 0, "out"), else_="in")
+        for account, direction, p, total in conn.execute(
+            select(e.account, side, period, func.sum(e.amount))
             .where(
                 e.program_id == program_id,
                 e.member_id.is_(None),
                 e.occurred_at >= bounds[0],
                 e.occurred_at < bounds[-1],
             )
-            .group_by(e.account, side, month)
+            .group_by(e.account, side, period)
         ):
-            row, points = figures[int(n)], int(total)
+            _, n, value = periods[int(p)]
+            row, fen, points = figures[n], fens[n], int(total)
             row["change"] -= points
+            fen["change"] -= points * value
             if account.startswith(_ISSUED) and direction == "out":
                 issuer = account.removeprefix(_ISSUED)
-                issuers[int(n)][issuer] = issuers[int(n)].get(issuer, 0) - points
+                issuers[n][issuer] = issuers[n].get(issuer, 0) - points
+                fen["issued"] -= points * value
             elif account.startswith(_ISSUED):
                 row["taken_back"] += points
+                fen["taken_back"] += points * value
             elif account in _FLOW_ACCOUNTS:
                 figure, sign = _FLOW_ACCOUNTS[account]
                 row[figure] += sign * points
+                fen[figure] += sign * points * value
         a = point_accounts.c
         held = conn.execute(
             select(func.coalesce(func.sum(a.available + a.pending - a.debt), 0)).where(
                 a.program_id == program_id
             )
         ).scalar_one()
+        closing_value = [
+            _value_fen(svc, conn, program_id, min(end, now) - _INSTANT) for end in bounds[1:]
+        ]
+        value_now = _value_fen(svc, conn, program_id, now)
     for row, by_issuer in zip(figures, issuers, strict=True):
         row["issued"] = sum(by_issuer.values())
     balance = int(held)  # now; each month's end is what later months' changes did not add
@@ -437,21 +452,47 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
         balance -= row["change"]
     return {
         "program_id": program_id,
-        "value_fen_per_point": value_fen,
+        "value_fen_per_point": value_now,
         "months": [
             {
                 "month": start.strftime("%Y-%m"),
                 "starts_at": start.isoformat(),
                 "ends_at": end.isoformat(),
                 **row,
-                **{f"{k}_fen": v * value_fen for k, v in row.items()},
+                **{f"{k}_fen": v for k, v in fen.items()},
+                "balance_fen": row["balance"] * value,
+                "value_fen_per_point": value,
                 "issued_by": dict(sorted(by_issuer.items())),
             }
-            for start, end, row, by_issuer in zip(
-                bounds[:-1], bounds[1:], figures, issuers, strict=True
+            for start, end, row, fen, value, by_issuer in zip(
+                bounds[:-1], bounds[1:], figures, fens, closing_value, issuers, strict=True
             )
         ],
     }
+
+
+_INSTANT = timedelta(microseconds=1)
+
+
+def _value_fen(svc: Services, conn: Connection, program_id: str, at: datetime) -> int:
+    return svc.configs.at(conn, program_id, at).document.points.value_fen
+
+
+def _priced_periods(
+    svc: Services, conn: Connection, program_id: str, bounds: list[datetime]
+) -> list[tuple[datetime, int, int]]:
+    """The months of ``bounds`` cut where the program's value per point changed: (end, the
+    month's index, value_fen) of each piece, in order."""
+    periods: list[tuple[datetime, int, int]] = []
+    for n, (start, end) in enumerate(itertools.pairwise(bounds)):
+        cuts = [start, *svc.configs.starts_between(conn, program_id, start, end), end]
+        for piece_start, piece_end in itertools.pairwise(cuts):
+            value = _value_fen(svc, conn, program_id, piece_start)
+            if periods and periods[-1][1] == n and periods[-1][2] == value:
+                periods[-1] = (piece_end, n, value)  # the same price: one piece
+            else:
+                periods.append((piece_end, n, value))
+    return periods
 
 
 _ISSUED = issued("")  # the prefix of every issuer's account: ``system:issued:<issuer>``

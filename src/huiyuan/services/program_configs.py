@@ -93,6 +93,17 @@ class ProgramConfigs:
             return self._default(program_id)
         return configs[index]
 
+    def starts_between(
+        self, conn: Connection, program_id: str, start: datetime, end: datetime
+    ) -> list[datetime]:
+        """When versions of the program took (or take) effect in ``(start, end)``, in order."""
+        self._load(conn)
+        return [
+            c.effective_from
+            for c in self._versions.get(program_id, [])
+            if c.effective_from is not None and start < c.effective_from < end
+        ]
+
     def _default(self, program_id: str) -> ProgramConfig:
         """Before a program's first version: the platform earns 1 point per ¥1; a store's own
         program issues no points until it publishes rules of its own."""
