@@ -411,7 +411,7 @@ def write(
     ``as_json`` instead of a conversion per value. On SQLite, in-process, ``executemany``."""
     inserts = [(table, rows) for table, rows in inserts if rows]
     for table, rows in inserts:
-        unknown = set(rows[0]) - set(table.columns.keys())
+        unknown = set(rows[0]) - _column_names(table)
         if unknown:
             raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
         refuse_naive(table, rows)
@@ -434,16 +434,32 @@ def write(
                 .values(benefit_used=True)
             )
         return
-    parts: list[str] = []
     params: dict[str, Any] = {}
-    for n, (table, rows) in enumerate(inserts):
-        # Identifiers only, from the schema (checked above); every value is a parameter.
-        names = ", ".join(f'"{c}"' for c in rows[0])
-        parts.append(
-            f"i{n} AS (INSERT INTO {table.name} ({names}) SELECT {names} "  # noqa: S608
-            f"FROM jsonb_populate_recordset(CAST(NULL AS {table.name}), CAST(%(r{n})s AS jsonb)))"
-        )
+    for n, (_, rows) in enumerate(inserts):
         params[f"r{n}"] = as_json(rows)
+    if moves:
+        params["at"] = at
+        params["move_p"] = [p for (p, _), _ in moves]
+        params["move_m"] = [m for (_, m), _ in moves]
+        params["move_d"] = [d for _, d in moves]
+    if terms_used:
+        params["terms"] = sorted(terms_used)
+    if params:
+        shape = tuple((table.name, tuple(rows[0])) for table, rows in inserts)
+        driver.one(conn, _write_sql(shape, bool(moves), bool(terms_used)), params)
+
+
+@cache
+def _write_sql(shape: tuple[tuple[str, tuple[str, ...]], ...], moves: bool, terms: bool) -> str:
+    """The statement of ``write`` for rows of these (table, columns), built once per shape."""
+    parts: list[str] = []
+    for n, (table, columns) in enumerate(shape):
+        # Identifiers only, from the schema (``write`` checked them); every value is a parameter.
+        names = ", ".join(f'"{c}"' for c in columns)
+        parts.append(
+            f"i{n} AS (INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608
+            f"FROM jsonb_populate_recordset(CAST(NULL AS {table}), CAST(%(r{n})s AS jsonb)))"
+        )
     if moves:
         # Arrays, not a JSON document: the planner knows how many rows ``unnest`` gives (or
         # counts 10), while it counts ``jsonb_to_recordset`` as 100 rows; against a program
@@ -457,18 +473,12 @@ def write(
             "CAST(%(move_d)s AS bigint[])) AS m(p, member, d) "
             "WHERE a.program_id = m.p AND a.member_id = m.member)"
         )
-        params["at"] = at
-        params["move_p"] = [p for (p, _), _ in moves]
-        params["move_m"] = [m for (_, m), _ in moves]
-        params["move_d"] = [d for _, d in moves]
-    if terms_used:
+    if terms:
         parts.append(
             "used AS (UPDATE subscriptions SET benefit_used = true "
             "WHERE id = ANY(CAST(%(terms)s AS bigint[])))"
         )
-        params["terms"] = sorted(terms_used)
-    if parts:
-        driver.one(conn, "WITH " + ", ".join(parts) + " SELECT 1", params)
+    return "WITH " + ", ".join(parts) + " SELECT 1"
 
 
 # ---------------------------------------------------------------- helpers
@@ -488,8 +498,16 @@ def _fetch(conn: Connection, statement: Any, params: dict[str, Any]) -> Sequence
 
 def refuse_naive(table: Table, rows: list[dict[str, Any]]) -> None:
     """As ``UTCDateTime`` refuses a naive instant when bound, for rows sent as JSON."""
-    for column in table.columns:
-        if isinstance(column.type, UTCDateTime) and column.name in rows[0]:
-            name = column.name
-            if any(r[name] is not None and r[name].tzinfo is None for r in rows):
-                raise ValueError(f"{table.name}.{name}: naive datetime refused")
+    for name in _instant_columns(table):
+        if name in rows[0] and any(r[name] is not None and r[name].tzinfo is None for r in rows):
+            raise ValueError(f"{table.name}.{name}: naive datetime refused")
+
+
+@cache
+def _column_names(table: Table) -> frozenset[str]:
+    return frozenset(table.columns.keys())
+
+
+@cache
+def _instant_columns(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns if isinstance(c.type, UTCDateTime))
