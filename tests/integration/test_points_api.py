@@ -466,7 +466,7 @@ def test_the_points_flow_counts_each_movement_in_its_shanghai_month(api, clock):
     assert (earlier["month"], earlier["issued"], earlier["balance"]) == ("2026-02", 0, 0)
 
 
-def test_the_points_flow_prices_each_movement_at_the_value_in_force_when_it_happened(api, clock):
+def test_flow_and_liability_price_each_movement_at_the_value_in_force_when_it_happened(api, clock):
     svc = api.svc
     # given points worth 1 fen each from February 1st
     clock.now = datetime(2026, 2, 1, 4, tzinfo=UTC)
@@ -498,6 +498,11 @@ def test_the_points_flow_prices_each_movement_at_the_value_in_force_when_it_happ
     assert (february["balance"], february["balance_fen"]) == (150, 300)
     assert february["value_fen_per_point"] == 2
     assert (march["change_fen"], march["balance_fen"]) == (0, 300)
+    # and the liability report agrees: what was redeemed at its day's value, what is held at
+    # today's
+    (owed,) = api.get("/v1/reports/points-liability").json()["liability"]
+    assert (owed["redeemed"], owed["redeemed_fen"]) == (50, 70)
+    assert (owed["outstanding"], owed["outstanding_fen"]) == (150, 300)
 
 
 def test_the_points_flow_is_for_administrators_of_the_program(stores):

@@ -16,10 +16,10 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, case, func, select, update
+from sqlalchemy import Connection, Table, case, func, literal, select, update
 
 from huiyuan.db import points_repo
 from huiyuan.db.audit_repo import enqueue
@@ -508,47 +508,51 @@ _FLOW_ACCOUNTS = {
 
 
 def liability(svc: Services) -> list[dict[str, Any]]:
-    """Per program and issuer: outstanding, pending, redeemed and expired, in points and fen."""
+    """Per program and issuer: outstanding, pending, redeemed and expired, in points and fen.
+    What members hold (outstanding, pending) is priced at the program's value per point now;
+    what was redeemed or expired at the value in force when it was (as ``flow`` does)."""
     now = svc.now()
     rows: dict[tuple[str, str], dict[str, int]] = defaultdict(
         lambda: {"outstanding": 0, "pending": 0, "redeemed": 0, "expired": 0}
     )
+    fens: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: {"outstanding": 0, "pending": 0, "redeemed": 0, "expired": 0}
+    )
+    lots, draws, txns = point_lots.c, point_draws.c, point_txns.c
     with svc.engine.connect() as conn:
         for program, issuer, status, total in conn.execute(
-            select(
-                point_lots.c.program_id,
-                point_lots.c.issuer,
-                point_lots.c.status,
-                func.sum(point_lots.c.remaining),
-            )
-            .where(point_lots.c.status.in_(("active", "pending")))
-            .group_by(point_lots.c.program_id, point_lots.c.issuer, point_lots.c.status)
+            select(lots.program_id, lots.issuer, lots.status, func.sum(lots.remaining))
+            .where(lots.status.in_(("active", "pending")))
+            .group_by(lots.program_id, lots.issuer, lots.status)
         ):
             bucket = "outstanding" if status == "active" else "pending"
             rows[(program, issuer)][bucket] += int(total)
-        for program, issuer, kind, total in conn.execute(
-            select(
-                point_lots.c.program_id,
-                point_lots.c.issuer,
-                point_draws.c.kind,
-                func.sum(point_draws.c.amount - point_draws.c.restored),
-            )
-            .join(point_lots, point_lots.c.id == point_draws.c.lot_id)
-            .where(point_draws.c.kind.in_(("redeem", "capture", "expire")))
-            .group_by(point_lots.c.program_id, point_lots.c.issuer, point_draws.c.kind)
-        ):
-            bucket = "expired" if kind == "expire" else "redeemed"
-            rows[(program, issuer)][bucket] += int(total)
-        values = {
-            program: svc.configs.at(conn, program, now).document.points.value_fen
-            for program, _ in rows
-        }
+            fens[(program, issuer)][bucket] += int(total) * _value_fen(svc, conn, program, now)
+        programs = conn.execute(select(lots.program_id).distinct()).scalars().all()
+        for program in programs:
+            periods = _priced_periods(svc, conn, program, [_EPOCH, now + _INSTANT])
+            last = len(periods) - 1
+            whens = [(txns.occurred_at < end, n) for n, (end, _, _) in enumerate(periods[:last])]
+            period = case(*whens, else_=last) if whens else literal(last)
+            for issuer, kind, p, total in conn.execute(
+                select(lots.issuer, draws.kind, period, func.sum(draws.amount - draws.restored))
+                .join(point_lots, lots.id == draws.lot_id)
+                .join(point_txns, txns.id == draws.txn_id)
+                .where(lots.program_id == program, draws.kind.in_(("redeem", "capture", "expire")))
+                .group_by(lots.issuer, draws.kind, period)
+            ):
+                bucket = "expired" if kind == "expire" else "redeemed"
+                rows[(program, issuer)][bucket] += int(total)
+                fens[(program, issuer)][bucket] += int(total) * periods[int(p)][2]
     return [
         {
             "program_id": program,
             "issuer": issuer,
             **figures,
-            **{f"{k}_fen": v * values[program] for k, v in figures.items()},
+            **{f"{k}_fen": v for k, v in fens[(program, issuer)].items()},
         }
         for (program, issuer), figures in sorted(rows.items())
     ]
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any ledger entry
