@@ -33,7 +33,7 @@ from huiyuan.services.principals import SYSTEM, Principal, Scope
 from .bodies import item, paid
 from .ledger import BASE_RULE, apply, assert_reconciled, document
 from .stored import drop_connections, inbox, row_counts, rows
-from .threads import all_at_once, leader_at_work
+from .threads import all_at_once, assert_each_got_its_own, leader_at_work
 
 pytestmark = pytest.mark.postgres_only
 
@@ -78,19 +78,8 @@ def test_concurrent_payments_are_applied_in_batches_each_with_its_own_outcome(pg
     # then some leader applied several of them in one transaction
     assert sum(len(batch) for batch in batches) == THREADS
     assert max(len(batch) for batch in batches) > 1
-    # and each request got the answer for its own event: points for its own amount …
-    for i, outcome in enumerate(outcomes):
-        if i == 5:
-            continue
-        assert outcome.status == 200, outcome.body
-        assert outcome.body["id"] == f"pay-{i}"
-        (pending,) = [e for e in outcome.body["effects"] if e["kind"] == "points.pending"]
-        assert pending["points"] == 10 * (i + 1)
-    # … and the refused one its own error, with nothing of it written
-    assert outcomes[5].status == 422
-    assert outcomes[5].body["code"] == "unknown_store"
-    assert not rows(pg, tables.events, event_id="pay-5")
-    assert not rows(pg, tables.orders, order_id="o5")
+    # and each request got the answer for its own event, the refused one its own error
+    assert_each_got_its_own(pg, outcomes, refused=5)
     # and the queue is empty, the ledger adds up
     assert queue_is_empty(pg)
     assert_reconciled(pg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
@@ -18,18 +18,31 @@ class Gate:
     """An ``apply`` that records every batch and holds the first one until ``open``: the
     requests sent meanwhile line up behind its leader."""
 
-    def __init__(self, combiner: Combiner[int, int]) -> None:
+    def __init__(self, combiner: Combiner[int, int], fails: BaseException | None = None) -> None:
         self.combiner = combiner
         self.batches: list[list[int]] = []
         self.opened = threading.Event()
         self.first_running = threading.Event()
+        self.fails = fails  # raised, once, by the first batch of more than one request
 
     def __call__(self, items: list[int]) -> Sequence[int]:
         self.batches.append(list(items))
         if len(self.batches) == 1:
             self.first_running.set()
             assert self.opened.wait(10)
+        if self.fails is not None and len(items) > 1:
+            failure, self.fails = self.fails, None
+            raise failure
         return [item * 10 for item in items]
+
+    def line_up(self, most: int = 100) -> tuple[ThreadPoolExecutor, Future[int], list[Future[int]]]:
+        """Request 0 leads a batch held until requests 1… have lined up behind it."""
+        pool = ThreadPoolExecutor(max_workers=THREADS)
+        first = pool.submit(self.combiner.submit, 0, self, most)
+        assert self.first_running.wait(10)
+        rest = [pool.submit(self.combiner.submit, i, self, most) for i in range(1, THREADS)]
+        self.open_when_lined_up(THREADS)  # the running batch's request is still at the front
+        return pool, first, rest
 
     def open_when_lined_up(self, count: int) -> None:
         deadline = time.monotonic() + 10
@@ -49,11 +62,7 @@ def test_requests_sent_while_a_batch_runs_are_done_together_each_with_its_own_re
     # given a batch at work, held until every other request has lined up behind it
     combiner: Combiner[int, int] = Combiner()
     gate = Gate(combiner)
-    pool = ThreadPoolExecutor(max_workers=THREADS)
-    first = pool.submit(combiner.submit, 0, gate, 100)
-    assert gate.first_running.wait(10)
-    rest = [pool.submit(combiner.submit, i, gate, 100) for i in range(1, THREADS)]
-    gate.open_when_lined_up(THREADS)  # the running batch's request is still at the front
+    pool, first, rest = gate.line_up()
     # then each request gets its own result …
     assert [f.result(10) for f in [first, *rest]] == [i * 10 for i in range(THREADS)]
     # … and the eleven that waited were done in one more batch, in the order they came
@@ -68,11 +77,7 @@ def test_requests_sent_while_a_batch_runs_are_done_together_each_with_its_own_re
 def test_a_batch_takes_at_most_the_most_asked_for_and_the_next_leader_takes_the_rest() -> None:
     combiner: Combiner[int, int] = Combiner()
     gate = Gate(combiner)
-    pool = ThreadPoolExecutor(max_workers=THREADS)
-    first = pool.submit(combiner.submit, 0, gate, 4)
-    assert gate.first_running.wait(10)
-    rest = [pool.submit(combiner.submit, i, gate, 4) for i in range(1, THREADS)]
-    gate.open_when_lined_up(THREADS)
+    pool, first, rest = gate.line_up(most=4)
     assert [f.result(10) for f in [first, *rest]] == [i * 10 for i in range(THREADS)]
     assert [len(b) for b in gate.batches] == [1, 4, 4, 3]
     pool.shutdown()
@@ -81,28 +86,15 @@ def test_a_batch_takes_at_most_the_most_asked_for_and_the_next_leader_takes_the_
 def test_when_a_batch_fails_its_requests_are_told_to_go_alone_and_the_line_moves_on() -> None:
     # given a first batch that fails once every request has lined up behind it
     combiner: Combiner[int, int] = Combiner()
-    gate = Gate(combiner)
-    broken = {"left": 1}
-
-    def fragile(items: list[int]) -> Sequence[int]:
-        results = gate(items)
-        if broken["left"] and len(items) > 1:
-            broken["left"] -= 1
-            raise RuntimeError("the database went away")
-        return results
-
-    pool = ThreadPoolExecutor(max_workers=THREADS)
-    first = pool.submit(combiner.submit, 0, fragile, 100)
-    assert gate.first_running.wait(10)
-    rest = [pool.submit(combiner.submit, i, fragile, 100) for i in range(1, THREADS)]
-    gate.open_when_lined_up(THREADS)
+    gate = Gate(combiner, fails=RuntimeError("the database went away"))
+    pool, first, rest = gate.line_up()
     # then the lone first batch succeeded, and every request of the failed one was told so
     assert first.result(10) == 0
     for future in rest:
         with pytest.raises(BatchFailed, match="the database went away"):
             future.result(10)
     # and the next request is combined as before
-    assert combiner.submit(5, fragile, 100) == 50
+    assert combiner.submit(5, gate, 100) == 50
     assert not combiner._line
     pool.shutdown()
 
@@ -120,21 +112,8 @@ class Interrupted(BaseException):
 
 def test_a_leader_interrupted_hands_over_and_its_followers_go_alone() -> None:
     combiner: Combiner[int, int] = Combiner()
-    gate = Gate(combiner)
-    interrupted = {"left": 1}
-
-    def interruptible(items: list[int]) -> Sequence[int]:
-        results = gate(items)
-        if interrupted["left"] and len(items) > 1:
-            interrupted["left"] -= 1
-            raise Interrupted
-        return results
-
-    pool = ThreadPoolExecutor(max_workers=THREADS)
-    first = pool.submit(combiner.submit, 0, interruptible, 100)
-    assert gate.first_running.wait(10)
-    rest = [pool.submit(combiner.submit, i, interruptible, 100) for i in range(1, THREADS)]
-    gate.open_when_lined_up(THREADS)
+    gate = Gate(combiner, fails=Interrupted())
+    pool, first, rest = gate.line_up()
     assert first.result(10) == 0
     outcomes = []
     for future in rest:
@@ -146,7 +125,7 @@ def test_a_leader_interrupted_hands_over_and_its_followers_go_alone() -> None:
         except BatchFailed:
             outcomes.append("alone")
     assert sorted(outcomes) == ["alone"] * (THREADS - 2) + ["interrupted"]
-    assert combiner.submit(3, interruptible, 100) == 30
+    assert combiner.submit(3, gate, 100) == 30
     pool.shutdown()
 
 
