@@ -19,8 +19,8 @@ import pytest
 from huiyuan.api.app import create_app
 from huiyuan.db import tables
 from huiyuan.services import events as event_service
+from huiyuan.services import group_commit, principals
 from huiyuan.services import owners as owner_service
-from huiyuan.services import principals
 from huiyuan.services.principals import SYSTEM, Principal, Scope
 
 from .bodies import item, paid
@@ -245,3 +245,26 @@ def test_the_event_path_plans_its_statements_once_and_leaves_the_connection_as_i
             pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
             found[pid] = conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
         assert found[pids[0]] == "auto"
+
+
+@pytest.mark.postgres_only
+def test_one_members_events_sent_waiting_and_not_waiting_at_once_all_apply_once(pg):
+    # given the platform's 1 point per ¥1
+    apply(pg, document())
+    # when one member's 16 payments, each sent twice, arrive at once from 32 threads, half of
+    # them waiting for their outcome (combined in memory) and half not (through the queue)
+    bodies = [order(i % 16, "u1", 1000) for i in range(2 * THREADS)]
+
+    def send(i: int) -> Any:
+        return event_service.ingest_event(pg, SYSTEM, bodies[i], wait=i % 2 == 0)
+
+    outcomes = all_at_once(send, 2 * THREADS)
+    group_commit.drain(pg)  # whatever a leader left queued
+    # then every request was answered without error, and each payment applied exactly once
+    assert {o.status for o in outcomes} <= {200, 202}
+    assert row_counts(pg)["orders"] == 16
+    assert {row.status for row in rows(pg, tables.events)} == {"applied"}
+    (account,) = rows(pg, tables.point_accounts, member_id="u1")
+    assert account.pending == 160
+    assert row_counts(pg)["event_queue"] == 0
+    assert_reconciled(pg)
