@@ -65,7 +65,8 @@ class UnitOfWork:
         as arrays (``= ANY(:ids)``), which make the planner's default choice re-plan them every
         time; on the development machine that was a third of the backend's CPU for a batch of
         a few events (``bench/README.md``). Its statements look rows up by key, where the
-        generic plan is the custom one. Ends with the transaction (``SET LOCAL``)."""
+        generic plan is the custom one. Ends with the transaction (``set_config(…, true)``,
+        as ``SET LOCAL``)."""
         if self.dialect == "postgresql":
             driver.one(self.conn, _GENERIC_PLANS, ())
 
