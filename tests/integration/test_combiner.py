@@ -11,6 +11,7 @@ import contextlib
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -42,7 +43,7 @@ class Gated:
         self.fail_next_multiple = False
         monkeypatch.setattr(event_service, "_apply_in_two", self)
 
-    def __call__(self, svc: Any, items: list[Any]) -> Any:
+    def __call__(self, svc: Any, items: list[Any], deliver: Any = None) -> Any:
         self.batches.append([event.id for _, event in items])
         if len(self.batches) == 1:
             deadline = time.monotonic() + 10
@@ -52,7 +53,7 @@ class Gated:
         if self.fail_next_multiple and len(items) > 1:
             self.fail_next_multiple = False
             raise RuntimeError("a bug, not a refusal")
-        return self.original(svc, items)
+        return self.original(svc, items, deliver)
 
 
 def order(n: int, member: str, amount: int) -> dict[str, Any]:
@@ -268,3 +269,40 @@ def test_one_members_events_sent_waiting_and_not_waiting_at_once_all_apply_once(
     assert account.pending == 160
     assert row_counts(pg)["event_queue"] == 0
     assert_reconciled(pg)
+
+
+@pytest.mark.postgres_only
+def test_requests_of_free_members_are_answered_while_their_batch_waits_for_a_busy_one(
+    pg, monkeypatch
+):
+    # given members u0…u7 known, and u7's row held by another transaction
+    apply(pg, document())
+    for i in range(8):
+        assert event_service.ingest_event(pg, SYSTEM, order(100 + i, f"u{i}", 1000)).ok
+    gated = Gated(monkeypatch, pg, 8)
+    with pg.engine.connect() as other:
+        other.exec_driver_sql("SELECT 1 FROM members WHERE member_id = 'u7' FOR UPDATE")
+        # when the eight pay at once, in one combined batch
+        pool = ThreadPoolExecutor(max_workers=8)
+        sent = [
+            pool.submit(event_service.ingest_event, pg, SYSTEM, order(i, f"u{i}", 1000))
+            for i in range(8)
+        ]
+        # then the requests combined with the busy member's are answered once the first
+        # transaction commits — all but the batch's leader, whose thread goes on with it …
+        deadline = time.monotonic() + 10
+        while not (batch := next((b for b in gated.batches if "pay-7" in b), None)):
+            assert time.monotonic() < deadline, "the busy member's event was never taken"
+            time.sleep(0.005)
+        early = [int(e.removeprefix("pay-")) for e in batch[1:] if e != "pay-7"]
+        assert len(early) >= 2
+        while not all(sent[i].done() for i in early):
+            assert time.monotonic() < deadline, "the free members' requests were not answered"
+            time.sleep(0.005)
+        assert not sent[7].done()
+        other.rollback()  # the busy member is free again
+    # … and the busy member's payment is applied after
+    assert [f.result(10).status for f in sent] == [200] * 8
+    assert row_counts(pg)["orders"] == 16
+    assert_reconciled(pg)
+    pool.shutdown()

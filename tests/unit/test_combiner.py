@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
@@ -25,7 +26,7 @@ class Gate:
         self.first_running = threading.Event()
         self.fails = fails  # raised, once, by the first batch of more than one request
 
-    def __call__(self, items: list[int]) -> Sequence[int]:
+    def __call__(self, items: list[int], deliver: Callable[[int, int], None]) -> Sequence[int]:
         self.batches.append(list(items))
         if len(self.batches) == 1:
             self.first_running.set()
@@ -54,7 +55,7 @@ class Gate:
 
 def test_a_lone_request_is_done_at_once_in_a_batch_of_its_own() -> None:
     combiner: Combiner[int, int] = Combiner()
-    assert combiner.submit(7, lambda items: [i + 1 for i in items], 100) == 8
+    assert combiner.submit(7, lambda items, _: [i + 1 for i in items], 100) == 8
     assert (combiner.batches, combiner.largest) == (1, 1)
 
 
@@ -102,7 +103,7 @@ def test_when_a_batch_fails_its_requests_are_told_to_go_alone_and_the_line_moves
 def test_a_call_that_returns_the_wrong_number_of_results_fails_its_batch() -> None:
     combiner: Combiner[int, int] = Combiner()
     with pytest.raises(BatchFailed, match="0 results for a batch of 1"):
-        combiner.submit(1, lambda items: [], 100)
+        combiner.submit(1, lambda items, _: [], 100)
     assert not combiner._line
 
 
@@ -133,7 +134,7 @@ def test_requests_from_many_threads_all_get_their_own_results() -> None:
     # given many threads sending many requests each, with no gate: batches form as they may
     combiner: Combiner[int, int] = Combiner()
 
-    def apply(items: list[int]) -> Sequence[int]:
+    def apply(items: list[int], _: object) -> Sequence[int]:
         time.sleep(0.0005)  # a round trip to a database, say
         return [-item for item in items]
 
@@ -147,3 +148,77 @@ def test_requests_from_many_threads_all_get_their_own_results() -> None:
     assert combiner.batches < 1600
     assert 1 < combiner.largest <= 8
     assert not combiner._line
+
+
+def test_results_delivered_early_answer_their_requests_before_the_batch_is_done() -> None:
+    # given a batch whose call hands out the odd items' results, then works on (held) — all
+    # but its leader's (batch[0]), whose thread is the one making the call
+    combiner: Combiner[int, int] = Combiner()
+    gate = Gate(combiner)
+    rest_may_finish = threading.Event()
+    early: list[int] = []
+
+    def in_two(items: list[int], deliver: Callable[[int, int], None]) -> Sequence[int]:
+        results = gate(items, deliver)
+        if len(items) > 1:
+            for index, item in enumerate(items):
+                if item % 2 and index > 0:
+                    deliver(index, item * 10)
+                    early.append(item)
+            assert rest_may_finish.wait(10)
+        return results
+
+    pool = ThreadPoolExecutor(max_workers=THREADS)
+    first = pool.submit(combiner.submit, 0, in_two, 100)
+    assert gate.first_running.wait(10)
+    rest = [pool.submit(combiner.submit, i, in_two, 100) for i in range(1, THREADS)]
+    gate.open_when_lined_up(THREADS)
+    assert first.result(10) == 0
+    deadline = time.monotonic() + 10
+    while len(early) < 5:
+        assert time.monotonic() < deadline, "nothing was delivered early"
+        time.sleep(0.001)
+    # then those delivered are answered while the batch still works on the others …
+    for i, future in enumerate(rest, start=1):
+        if i in early:
+            assert future.result(10) == i * 10
+        else:
+            assert not future.done()
+    # … and a request answered early may send its next one, which waits its turn
+    after = pool.submit(combiner.submit, 99, in_two, 100)
+    rest_may_finish.set()
+    assert [f.result(10) for f in rest] == [i * 10 for i in range(1, THREADS)]
+    assert after.result(10) == 990
+    assert not combiner._line
+    pool.shutdown()
+
+
+def test_a_batch_failing_after_some_results_were_delivered_fails_only_the_others() -> None:
+    combiner: Combiner[int, int] = Combiner()
+    gate = Gate(combiner)
+
+    def half_then_fail(items: list[int], deliver: Callable[[int, int], None]) -> Sequence[int]:
+        gate(items, deliver)
+        if len(items) > 1:
+            for index, item in enumerate(items):
+                if item % 2 and index > 0:
+                    deliver(index, item * 10)
+            raise RuntimeError("the second transaction failed")
+        return [item * 10 for item in items]
+
+    pool = ThreadPoolExecutor(max_workers=THREADS)
+    first = pool.submit(combiner.submit, 0, half_then_fail, 100)
+    assert gate.first_running.wait(10)
+    rest = [pool.submit(combiner.submit, i, half_then_fail, 100) for i in range(1, THREADS)]
+    gate.open_when_lined_up(THREADS)
+    assert first.result(10) == 0
+    futures.wait(rest, timeout=10)
+    leader = gate.batches[1][0]  # its own result was not delivered: it goes alone too
+    for i, future in enumerate(rest, start=1):
+        if i % 2 and i != leader:
+            assert future.result(10) == i * 10
+        else:
+            with pytest.raises(BatchFailed, match="the second transaction failed"):
+                future.result(10)
+    assert not combiner._line
+    pool.shutdown()

@@ -11,8 +11,11 @@ now — say, those just answered, sending their next request — join it; that a
 of four senders grow from 2.5 to 3.9 requests (``bench/README.md``). A request alone in line
 leads a batch of one at once: nothing waits for a timer.
 
-Nothing is stored before the batch is: a request is answered only after the call returns, and if
-the process dies first, nobody is answered and the senders send again (events are idempotent).
+Nothing is stored before the batch is: a request is answered only once its work is committed —
+when the call returns, or earlier if the call delivers its result early (events: a batch
+applied in two transactions answers those of the first when it commits, without waiting for
+members busy in other transactions). If the process dies first, nobody is answered and the
+senders send again (events are idempotent).
 
 If the call fails for a reason of its own (not a refusal — those are results), every request of
 the batch gets ``BatchFailed`` and does its work alone, so that one bad request cannot fail the
@@ -33,6 +36,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+# ``apply(items, deliver)``: one result per item; ``deliver(index, result)`` answers early.
+Apply = Callable[[list[T], Callable[[int, R], None]], Sequence[R]]
 
 
 class BatchFailed(Exception):
@@ -57,10 +63,13 @@ class Combiner(Generic[T, R]):
         self.batches = 0  # batches done, for tests and diagnostics
         self.largest = 0  # the most requests one batch took
 
-    def submit(self, item: T, apply: Callable[[list[T]], Sequence[R]], most: int) -> R:
+    def submit(self, item: T, apply: Apply[T, R], most: int) -> R:
         """``item``'s result, computed by ``apply`` on a batch of at most ``most`` items that
-        includes it (``apply`` returns one result per item, in order). Raises ``BatchFailed``
-        if the batch's call failed: the caller then does the work alone."""
+        includes it: ``apply(items, deliver)`` returns one result per item, in order, and may
+        hand some out before it is done with the rest (``deliver(index, result)``, once their
+        work is committed), which answers their requests at once. Raises ``BatchFailed`` if
+        the batch's call failed before this item's result was delivered: the caller then does
+        the work alone."""
         request: _Request[T, R] = _Request(item)
         with self._mutex:
             self._line.append(request)
@@ -72,7 +81,7 @@ class Combiner(Generic[T, R]):
             # Woken to lead: it is at the front now.
         return self._lead(request, apply, most)
 
-    def _lead(self, own: _Request[T, R], apply: Callable[[list[T]], Sequence[R]], most: int) -> R:
+    def _lead(self, own: _Request[T, R], apply: Apply[T, R], most: int) -> R:
         # Let the requests running right now line up behind: yield the interpreter, again
         # while that brings more (one yield that brings nobody costs a microsecond or two).
         lined = 0
@@ -82,8 +91,12 @@ class Combiner(Generic[T, R]):
         with self._mutex:
             batch = [self._line[i] for i in range(min(most, len(self._line)))]
         failed: BaseException | None = None
+
+        def deliver(index: int, result: R) -> None:
+            _done(batch[index], result, wake=batch[index] is not own)
+
         try:
-            results = apply([r.item for r in batch])
+            results = apply([r.item for r in batch], deliver)
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} results for a batch of {len(batch)}")
         except BaseException as error:  # every request of the batch must be woken
@@ -98,13 +111,11 @@ class Combiner(Generic[T, R]):
                 self.batches += 1
                 self.largest = max(self.largest, len(batch))
         for index, request in enumerate(batch):
-            if failed is None:
-                request.result = results[index]
-            else:
+            if request.done:  # delivered already, maybe answered and gone
+                continue
+            if failed is not None:
                 request.failed = failed
-            request.done = True
-            if request is not own:
-                request.woken.set()
+            _done(request, results[index] if failed is None else None, wake=request is not own)
         if following is not None:
             following.woken.set()  # not done: it leads the next batch
         if failed is not None and not isinstance(failed, Exception):
@@ -116,3 +127,12 @@ class Combiner(Generic[T, R]):
         if request.failed is not None:
             raise BatchFailed(str(request.failed)) from request.failed
         return request.result  # type: ignore[return-value]
+
+
+def _done(request: _Request[T, R], result: R | None, *, wake: bool) -> None:
+    if request.done:
+        return
+    request.result = result
+    request.done = True
+    if wake:
+        request.woken.set()

@@ -13,6 +13,7 @@ does not wait for its outcome, queued durably in the database (``group_commit``)
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,7 +68,7 @@ def ingest_event(
         try:
             outcome: EventOutcome = svc.combiner.submit(
                 (principal.owner_id, checked),
-                lambda items: _apply_in_two(svc, items),
+                lambda items, deliver: _apply_in_two(svc, items, deliver),
                 settings.group_commit_batch,
             )
             return outcome
@@ -94,8 +95,13 @@ def ingest_batch(svc: Services, principal: Principal, raws: list[Any]) -> list[E
     return _apply_in_two(svc, [(principal.owner_id, c) for c in checked])
 
 
-def _apply_in_two(svc: Services, items: list[_Item]) -> list[EventOutcome]:
-    """Apply events of one or more senders, each getting its own outcome.
+def _apply_in_two(
+    svc: Services,
+    items: list[_Item],
+    deliver: Callable[[int, EventOutcome], None] | None = None,
+) -> list[EventOutcome]:
+    """Apply events of one or more senders, each getting its own outcome (``deliver``: told
+    those of the first transaction once it is committed, when a second one follows).
 
     On SQLite, one transaction. On PostgreSQL, the first transaction takes the members no
     other transaction holds, without waiting, and applies their events; the events of the
@@ -106,6 +112,10 @@ def _apply_in_two(svc: Services, items: list[_Item]) -> list[EventOutcome]:
     pg = svc.engine.dialect.name == "postgresql"
     outcomes = _apply_batch(svc, items, wait=not pg)
     if any(o is None for o in outcomes):
+        if deliver is not None:  # committed: their requests need not wait for the busy members
+            for index, outcome in enumerate(outcomes):
+                if outcome is not None:
+                    deliver(index, outcome)
         later: list[_Item] = [
             item if o is None else (item[0], o) for item, o in zip(items, outcomes, strict=True)
         ]
