@@ -56,6 +56,12 @@ class Gated:
         return self.original(svc, items, deliver)
 
 
+def assert_settled(svc: Any) -> None:
+    """Nothing went through (or was left in) the queue, and the ledger adds up."""
+    assert row_counts(svc)["event_queue"] == 0
+    assert_reconciled(svc)
+
+
 def order(n: int, member: str, amount: int) -> dict[str, Any]:
     return paid(f"pay-{n}", f"o{n}", member, amount=amount, items=[item("coat", amount)])
 
@@ -77,8 +83,7 @@ def test_concurrent_payments_are_combined_in_memory_each_with_its_own_outcome(sv
     # and each request got the answer for its own event, the refused one its own error
     assert_each_got_its_own(svc, outcomes, refused=5)
     # and nothing went through the queue; the ledger adds up
-    assert row_counts(svc)["event_queue"] == 0
-    assert_reconciled(svc)
+    assert_settled(svc)
 
 
 def test_a_resend_combined_with_its_original_replays_the_same_answer(svc, monkeypatch):
@@ -213,8 +218,7 @@ def test_concurrent_http_requests_to_one_api_process_are_combined(svc):
     assert [r.json()["id"] for r in responses] == [f"pay-{i}" for i in range(THREADS)]
     assert svc.combiner.largest > 1
     assert svc.combiner.batches < THREADS
-    assert row_counts(svc)["event_queue"] == 0
-    assert_reconciled(svc)
+    assert_settled(svc)
 
 
 @pytest.mark.postgres_only
@@ -267,8 +271,7 @@ def test_one_members_events_sent_waiting_and_not_waiting_at_once_all_apply_once(
     assert {row.status for row in rows(pg, tables.events)} == {"applied"}
     (account,) = rows(pg, tables.point_accounts, member_id="u1")
     assert account.pending == 160
-    assert row_counts(pg)["event_queue"] == 0
-    assert_reconciled(pg)
+    assert_settled(pg)
 
 
 @pytest.mark.postgres_only

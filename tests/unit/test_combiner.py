@@ -10,7 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from huiyuan.services.combiner import BatchFailed, Combiner
+from huiyuan.services.combiner import Apply, BatchFailed, Combiner
 
 THREADS = 12
 
@@ -36,12 +36,16 @@ class Gate:
             raise failure
         return [item * 10 for item in items]
 
-    def line_up(self, most: int = 100) -> tuple[ThreadPoolExecutor, Future[int], list[Future[int]]]:
-        """Request 0 leads a batch held until requests 1… have lined up behind it."""
+    def line_up(
+        self, most: int = 100, apply: Apply[int, int] | None = None
+    ) -> tuple[ThreadPoolExecutor, Future[int], list[Future[int]]]:
+        """Request 0 leads a batch held until requests 1… have lined up behind it; every
+        request is made with ``apply`` (which calls the gate), by default the gate itself."""
+        call = apply or self
         pool = ThreadPoolExecutor(max_workers=THREADS)
-        first = pool.submit(self.combiner.submit, 0, self, most)
+        first = pool.submit(self.combiner.submit, 0, call, most)
         assert self.first_running.wait(10)
-        rest = [pool.submit(self.combiner.submit, i, self, most) for i in range(1, THREADS)]
+        rest = [pool.submit(self.combiner.submit, i, call, most) for i in range(1, THREADS)]
         self.open_when_lined_up(THREADS)  # the running batch's request is still at the front
         return pool, first, rest
 
@@ -168,11 +172,7 @@ def test_results_delivered_early_answer_their_requests_before_the_batch_is_done(
             assert rest_may_finish.wait(10)
         return results
 
-    pool = ThreadPoolExecutor(max_workers=THREADS)
-    first = pool.submit(combiner.submit, 0, in_two, 100)
-    assert gate.first_running.wait(10)
-    rest = [pool.submit(combiner.submit, i, in_two, 100) for i in range(1, THREADS)]
-    gate.open_when_lined_up(THREADS)
+    pool, first, rest = gate.line_up(apply=in_two)
     assert first.result(10) == 0
     deadline = time.monotonic() + 10
     while len(early) < 5:
@@ -206,11 +206,7 @@ def test_a_batch_failing_after_some_results_were_delivered_fails_only_the_others
             raise RuntimeError("the second transaction failed")
         return [item * 10 for item in items]
 
-    pool = ThreadPoolExecutor(max_workers=THREADS)
-    first = pool.submit(combiner.submit, 0, half_then_fail, 100)
-    assert gate.first_running.wait(10)
-    rest = [pool.submit(combiner.submit, i, half_then_fail, 100) for i in range(1, THREADS)]
-    gate.open_when_lined_up(THREADS)
+    pool, first, rest = gate.line_up(apply=half_then_fail)
     assert first.result(10) == 0
     futures.wait(rest, timeout=10)
     leader = gate.batches[1][0]  # its own result was not delivered: it goes alone too
