@@ -228,7 +228,7 @@ def test_the_event_path_plans_its_statements_once_and_leaves_the_connection_as_i
     # given a spy reading the planner's setting inside the transaction that applies events
     apply(pg, document())
     seen: list[str] = []
-    original = event_service.apply_events
+    original = event_service.apply_events_of
 
     def spy(tx: Any, *args: Any) -> Any:
         seen.append(tx.conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
@@ -237,7 +237,7 @@ def test_the_event_path_plans_its_statements_once_and_leaves_the_connection_as_i
 
     pids: list[int] = []
 
-    monkeypatch.setattr(event_service, "apply_events", spy)
+    monkeypatch.setattr(event_service, "apply_events_of", spy)
     # when an event is applied
     assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
     # then its statements were planned once per connection (generic plans) …

@@ -31,11 +31,22 @@ _GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', tru
 
 class UnitOfWork:
     """``UnitOfWork(engine)`` checks a connection out for the block; ``UnitOfWork(engine,
-    conn)`` runs the transaction on a connection the caller holds (and keeps)."""
+    conn)`` runs the transaction on a connection the caller holds (and keeps).
 
-    def __init__(self, engine: Engine, conn: Connection | None = None) -> None:
+    ``generic_plans=True`` (the event path; PostgreSQL): plan each prepared statement of the
+    transaction once per connection (a generic plan), not at each execution. The event path's
+    statements take their lists as arrays (``= ANY(:ids)``), which make the planner's default
+    choice re-plan them every time: a fifth of the backend's time, by ``perf``; planning once
+    cut the backend's CPU by 21–45% for batches of one to four events (``bench/README.md``).
+    Its statements look rows up by key, where the generic plan is the custom one. The setting
+    ends with the transaction (``set_config(…, true)``, as ``SET LOCAL``)."""
+
+    def __init__(
+        self, engine: Engine, conn: Connection | None = None, *, generic_plans: bool = False
+    ) -> None:
         self.engine = engine
         self._borrowed = conn
+        self._generic_plans = generic_plans
         self._conn: Connection | None = None
         self._committed = False
         # Members whose rows this transaction holds locked (set where a batch locks many at
@@ -57,18 +68,13 @@ class UnitOfWork:
         self._conn.begin()
         self._committed = False
         self.locked_members = set()
+        if self._generic_plans and self.dialect == "postgresql":
+            try:
+                driver.one(self._conn, _GENERIC_PLANS, ())
+            except BaseException:
+                self.__exit__()
+                raise
         return self
-
-    def use_generic_plans(self) -> None:
-        """PostgreSQL: plan each prepared statement of this transaction once per connection
-        (a generic plan), not at each execution. The event path's statements take their lists
-        as arrays (``= ANY(:ids)``), which make the planner's default choice re-plan them every
-        time; on the development machine that was a third of the backend's CPU for a batch of
-        a few events (``bench/README.md``). Its statements look rows up by key, where the
-        generic plan is the custom one. Ends with the transaction (``set_config(…, true)``,
-        as ``SET LOCAL``)."""
-        if self.dialect == "postgresql":
-            driver.one(self.conn, _GENERIC_PLANS, ())
 
     def commit(self) -> None:
         self.conn.commit()

@@ -69,8 +69,8 @@ class Services:
             settings=settings,
         )
 
-    def uow(self) -> UnitOfWork:
-        return UnitOfWork(self.engine)
+    def uow(self, *, generic_plans: bool = False) -> UnitOfWork:
+        return UnitOfWork(self.engine, generic_plans=generic_plans)
 
     def now(self) -> datetime:
         return self.clock()

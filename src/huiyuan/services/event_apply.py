@@ -19,6 +19,8 @@ first, ``order_batch``); the caller owns the transaction and commits it.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -96,6 +98,21 @@ def apply_events(
         for index, event in rest:
             outcomes[index] = apply_or_refuse(tx, svc, sender, event)
     return [o for o in outcomes if o is not None]
+
+
+def apply_events_of(
+    tx: UnitOfWork, svc: Services, items: Sequence[tuple[str, ValidEvent | EventOutcome]]
+) -> list[EventOutcome]:
+    """``apply_events`` for the events of several senders in ``tx`` (sender, event or outcome
+    already): each sender's with its own identity; outcomes in the order of ``items``."""
+    by_sender: dict[str, list[int]] = defaultdict(list)
+    for index, (sender, _) in enumerate(items):
+        by_sender[sender].append(index)
+    outcomes: dict[int, EventOutcome] = {}
+    for sender, indexes in by_sender.items():
+        applied = apply_events(tx, svc, sender, [items[i][1] for i in indexes])
+        outcomes.update(zip(indexes, applied, strict=True))
+    return [outcomes[index] for index in range(len(items))]
 
 
 def apply_or_refuse(tx: UnitOfWork, svc: Services, sender: str, event: ValidEvent) -> EventOutcome:

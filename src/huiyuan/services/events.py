@@ -12,7 +12,6 @@ does not wait for its outcome, queued durably in the database (``group_commit``)
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +29,7 @@ from huiyuan.services.context import Services
 from huiyuan.services.event_apply import (
     DEFERRED,
     EventOutcome,
-    apply_events,
+    apply_events_of,
     apply_or_refuse,
     error_status,
 )
@@ -79,8 +78,7 @@ def ingest_event(
 
 def _apply_alone(svc: Services, sender: str, event: ValidEvent) -> EventOutcome:
     def attempt() -> EventOutcome:
-        with svc.uow() as tx:
-            tx.use_generic_plans()
+        with svc.uow(generic_plans=True) as tx:
             outcome = apply_or_refuse(tx, svc, sender, event)
             tx.commit()  # a refusal has been undone already
             return outcome
@@ -128,22 +126,16 @@ def _apply_batch(svc: Services, items: list[_Item], *, wait: bool) -> list[Event
     their places). Each sender's events are applied with its identity."""
 
     def attempt() -> list[EventOutcome | None]:
-        with svc.uow() as tx:
-            tx.use_generic_plans()
+        with svc.uow(generic_plans=True) as tx:
             busy: set[str] = set()
             if not wait:
                 members = {c.member_id for _, c in items if isinstance(c, ValidEvent)}
                 locked, busy = bulk_repo.lock_free_members(tx.conn, members)
                 tx.locked_members |= locked
-            by_sender: dict[str, list[int]] = defaultdict(list)
-            for index, (sender, item) in enumerate(items):
-                if not _of(item, busy):
-                    by_sender[sender].append(index)
-            done: dict[int, EventOutcome] = {}
-            for sender, indexes in by_sender.items():
-                outcomes = apply_events(tx, svc, sender, [items[i][1] for i in indexes])
-                done.update(zip(indexes, outcomes, strict=True))
+            todo = [index for index, (_, item) in enumerate(items) if not _of(item, busy)]
+            applied = apply_events_of(tx, svc, [items[index] for index in todo])
             tx.commit()
+        done = dict(zip(todo, applied, strict=True))
         return [done.get(index) for index in range(len(items))]
 
     return run_with_retry(attempt, when=is_retryable_or_disconnect)

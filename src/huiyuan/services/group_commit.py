@@ -1,8 +1,11 @@
-"""Group commit (PostgreSQL): concurrent single events applied together.
+"""Group commit through the event queue (PostgreSQL): concurrent single events of every
+process applied together.
 
 Applied one transaction each, an ``order.paid`` costs about twenty round trips and a commit;
-applied many at once (``order_batch``) it costs a fraction of one. So a single event is not
-applied by its own request alone:
+applied many at once (``order_batch``) it costs a fraction of one. A request that waits for
+its outcome is by default combined in memory with its own process's (``events.ingest_event``,
+``combiner``); this queue takes the requests that do not wait (``Prefer: respond-async``), and
+with ``HUIYUAN_GROUP_COMMIT_WAITING=queue`` the waiting ones too:
 
 1. The request writes the validated event to ``event_queue`` and commits: if the process
    dies from here on, the next leader of its partition applies the event. A request that does
@@ -45,7 +48,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import zlib
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -63,7 +65,7 @@ from huiyuan.schemas.validation import ValidEvent
 from huiyuan.services.context import Services
 from huiyuan.services.event_apply import (
     EventOutcome,
-    apply_events,
+    apply_events_of,
     apply_or_refuse,
     queued,
     stored_event,
@@ -303,15 +305,8 @@ class _BatchFailed(Exception):
 
 def _apply_rows(tx: UnitOfWork, svc: Services, rows: Any) -> dict[int, EventOutcome]:
     """Apply queued rows, each sender's with its own identity; outcomes by row id."""
-    by_sender: dict[str, list[QueueRow]] = defaultdict(list)
-    for row in rows:
-        by_sender[row.sender].append(row)
-    outcomes: dict[int, EventOutcome] = {}
-    for sender, group in by_sender.items():
-        events: list[ValidEvent | EventOutcome] = [stored_event(row) for row in group]
-        for row, outcome in zip(group, apply_events(tx, svc, sender, events), strict=True):
-            outcomes[row.id] = outcome
-    return outcomes
+    items = [(row.sender, stored_event(row)) for row in rows]
+    return {row.id: o for row, o in zip(rows, apply_events_of(tx, svc, items), strict=True)}
 
 
 def _alone(
@@ -340,8 +335,7 @@ def _transaction(svc: Services, conn: Connection) -> Iterator[UnitOfWork]:
     conn.commit()  # SQLAlchemy's own marker of the autocommit statements; nothing is sent
     raw.autocommit = False
     try:
-        with UnitOfWork(svc.engine, conn) as tx:
-            tx.use_generic_plans()
+        with UnitOfWork(svc.engine, conn, generic_plans=True) as tx:
             yield tx
     except BaseException:
         # Rolled back; if the connection is broken it cannot be switched, and it is about to

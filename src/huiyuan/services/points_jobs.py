@@ -405,9 +405,14 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
     figures = [dict.fromkeys((*FLOW_FIGURES, "change"), 0) for _ in range(months)]
     fens = [dict.fromkeys((*FLOW_FIGURES, "change", "issued"), 0) for _ in range(months)]
     issuers: list[dict[str, int]] = [{} for _ in range(months)]
+
+    def tally(n: int, figure: str, points: int, value: int) -> None:
+        figures[n][figure] += points
+        fens[n][figure] += points * value
+
     with svc.engine.connect() as conn:
         periods = _priced_periods(svc, conn, program_id, bounds)
-        period = case(*((e.occurred_at < end, n) for n, (end, _, _) in enumerate(periods)))
+        period = _period_of(e.occurred_at, periods)
         side = case((e.amount < 0, "out"), else_="in")
         for account, direction, p, total in conn.execute(
             select(e.account, side, period, func.sum(e.amount))
@@ -420,20 +425,17 @@ def flow(svc: Services, program_id: str, months: int) -> dict[str, Any]:
             .group_by(e.account, side, period)
         ):
             _, n, value = periods[int(p)]
-            row, fen, points = figures[n], fens[n], int(total)
-            row["change"] -= points
-            fen["change"] -= points * value
+            points = int(total)
+            tally(n, "change", -points, value)  # members' side moved by the opposite
             if account.startswith(_ISSUED) and direction == "out":
                 issuer = account.removeprefix(_ISSUED)
-                issuers[n][issuer] = issuers[n].get(issuer, 0) - points
-                fen["issued"] -= points * value
+                issuers[n][issuer] = issuers[n].get(issuer, 0) - points  # ``issued``: their sum
+                fens[n]["issued"] -= points * value
             elif account.startswith(_ISSUED):
-                row["taken_back"] += points
-                fen["taken_back"] += points * value
+                tally(n, "taken_back", points, value)
             elif account in _FLOW_ACCOUNTS:
                 figure, sign = _FLOW_ACCOUNTS[account]
-                row[figure] += sign * points
-                fen[figure] += sign * points * value
+                tally(n, figure, sign * points, value)
         a = point_accounts.c
         held = conn.execute(
             select(func.coalesce(func.sum(a.available + a.pending - a.debt), 0)).where(
@@ -476,6 +478,14 @@ _INSTANT = timedelta(microseconds=1)
 
 def _value_fen(svc: Services, conn: Connection, program_id: str, at: datetime) -> int:
     return svc.configs.at(conn, program_id, at).document.points.value_fen
+
+
+def _period_of(moment: Any, periods: list[tuple[datetime, int, int]]) -> Any:
+    """SQL: the index in ``periods`` (``_priced_periods``) of the piece holding ``moment``;
+    the last piece takes whatever comes after it (the callers read no later moment)."""
+    last = len(periods) - 1
+    whens = [(moment < end, n) for n, (end, _, _) in enumerate(periods[:last])]
+    return case(*whens, else_=last) if whens else literal(last)
 
 
 def _priced_periods(
@@ -531,9 +541,7 @@ def liability(svc: Services) -> list[dict[str, Any]]:
         programs = conn.execute(select(lots.program_id).distinct()).scalars().all()
         for program in programs:
             periods = _priced_periods(svc, conn, program, [_EPOCH, now + _INSTANT])
-            last = len(periods) - 1
-            whens = [(txns.occurred_at < end, n) for n, (end, _, _) in enumerate(periods[:last])]
-            period = case(*whens, else_=last) if whens else literal(last)
+            period = _period_of(txns.occurred_at, periods)
             for issuer, kind, p, total in conn.execute(
                 select(lots.issuer, draws.kind, period, func.sum(draws.amount - draws.restored))
                 .join(point_lots, lots.id == draws.lot_id)
