@@ -655,6 +655,31 @@ def test_points_spent_before_a_refund_become_a_debt_repaid_from_later_points(api
     assert_reconciled(svc)
 
 
+def test_a_restore_to_several_lots_repays_a_debt_once(api, clock):
+    svc = api.svc
+    # given a program that lets a balance go into debt, 100 points from o1 and 100 from o2,
+    # and an order o3 that paid with 150 of them: o1's 100 and 50 of o2's
+    apply(svc, document(negative_balance="debt"))
+    earn(svc, clock, "o1", 10000)
+    clock.advance(days=1)
+    earn(svc, clock, "o2", 10000)
+    assert reserve(api, 150, order_id="o3").status_code == 201
+    pay(svc, clock, "o3", 15000, points_reservation_id="res-1")
+    assert [lot["remaining"] for lot in lots_of(svc)][:2] == [0, 50]
+    # and o1 is returned: its 100 points are taken back, 50 from what is left, 50 owed
+    clawed = the_effect(refund(svc, clock, "o1", "r1", 10000), "points.clawed_back")
+    assert (clawed["points"], clawed["debt"]) == (100, 50)
+    assert figures(svc) == (0, 150, 0, 50)
+    # when o3 is returned too, its 150 points going back to the two lots they came from
+    effects = refund(svc, clock, "o3", "r3", 15000)
+    # then the debt is repaid once, from the first lot given back: 100 are left to spend
+    assert the_effect(effects, "points.restored")["points"] == 150
+    assert figures(svc) == (100, 0, 0, 0)
+    restore = history(svc, kind="restore")[0]
+    assert (restore["available"], restore["debt"]) == (100, -50)
+    assert_reconciled(svc)
+
+
 def test_points_spent_before_a_refund_are_written_off_when_the_program_says_so(api, clock):
     svc = api.svc
     # given a program that writes off what a member cannot give back

@@ -168,6 +168,7 @@ class PointsBook:
         self._balances: dict[str, int] | None = None
         self._due_expired = False
         self._kept = 0  # points past their expiry a checkout hold keeps (see ``expire_due``)
+        self._repaying = 0  # debt repaid by legs built and not yet written (``_into_available``)
 
     def balances(self) -> dict[str, int]:
         """The member's balance row, locked (and created) on first use: a book that finds
@@ -289,6 +290,7 @@ class PointsBook:
         points_repo.insert_entries(
             self.conn, entry_rows(txn_id, self.program_id, self.member_id, legs, at)
         )
+        self._repaying = 0  # written below: the balance says what is still owed
         delta = {"available": 0, "pending": 0, "debt": 0}
         for leg in legs:
             if leg.account == "member":
@@ -365,10 +367,13 @@ class PointsBook:
         return dp.expires_at(policy, released_at, self.svc.settings.zone)
 
     def _into_available(self, txn_id: int, lot_id: int, points: int) -> list[Leg]:
-        """Legs putting ``points`` of a lot into available, repaying debt first."""
-        repay = min(self.debt, points)
+        """Legs putting ``points`` of a lot into available, repaying debt first — what is
+        still owed once the legs built so far and not yet written have repaid their part (a
+        restore gives back to several lots in one transaction)."""
+        repay = min(self.debt - self._repaying, points)
         legs = [Leg("member", "available", points - repay, lot_id)]
         if repay:
+            self._repaying += repay
             legs.append(Leg("member", "debt", repay, lot_id))
             points_repo.take_from_lots(self.conn, [(lot_id, repay)])
             points_repo.insert_draws(
