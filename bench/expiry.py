@@ -2,7 +2,7 @@
 
 The lots are generated in SQL (``INSERT … SELECT generate_series``) into one scratch database,
 with each member's points account holding exactly what their lots hold (and a few members
-holding a reservation that needs their due points, whose lots both sides must skip). That
+holding a reservation, whose oldest due points both sides must keep for it). That
 database is vacuumed and copied file by file, so the job and the statement start from
 identical data; afterwards the two databases are compared to prove they did the same work.
 """
@@ -26,7 +26,7 @@ NOW = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
 class ExpirySpec:
     lots: int = 1_000_000
     lots_per_member: int = 10
-    held_every: int = 100  # one member in this many has points reserved: their lots wait
+    held_every: int = 100  # one member in this many has a point reserved: it outlives expiry
     chunk: int = 5000  # expire_lots' own default
 
 
@@ -39,6 +39,7 @@ class ExpiryResult:
     same: bool
     differences: list[str]
     foreign: list[machine.Watch]
+    lots_by_status: list[tuple[object, ...]]  # after the job: (status, lots, points)
 
 
 def _generate(url: str, spec: ExpirySpec) -> None:
@@ -98,30 +99,35 @@ def set_based_sql(expired_account: str) -> sa.TextClause:
     return sa.text(
         f"""
         WITH due AS MATERIALIZED (
-            SELECT l.id, l.program_id, l.member_id, l.remaining, l.expires_at
+            SELECT l.id, l.program_id, l.member_id, l.remaining, l.expires_at,
+                   CASE WHEN a.reserved = 0 THEN 0 ELSE least(l.remaining, greatest(0,
+                       a.reserved - (  -- a hold keeps its capture's points, oldest first
+                           SELECT coalesce(sum(x.remaining), 0) FROM point_lots x
+                           WHERE x.program_id = l.program_id AND x.member_id = l.member_id
+                             AND x.status = 'active' AND x.remaining > 0
+                             AND x.expires_at <= :now
+                             AND (x.expires_at, x.id) < (l.expires_at, l.id)
+                       ))) END AS keep
             FROM point_lots l
+            JOIN point_accounts a ON a.program_id = l.program_id AND a.member_id = l.member_id
             WHERE l.status = 'active' AND l.remaining > 0 AND l.expires_at <= :now
-              AND NOT EXISTS (  -- a hold that needs the member's due points keeps them
-                  SELECT 1 FROM point_accounts a
-                  WHERE a.program_id = l.program_id AND a.member_id = l.member_id
-                    AND a.reserved > 0
-                    AND a.available - (
-                        SELECT sum(x.remaining) FROM point_lots x
-                        WHERE x.program_id = a.program_id AND x.member_id = a.member_id
-                          AND x.status = 'active' AND x.remaining > 0
-                          AND x.expires_at <= :now) < a.reserved)
-            FOR UPDATE OF l
+            FOR UPDATE OF l, a
         ), closed AS (
-            UPDATE point_lots l SET status = 'expired', remaining = 0
-            FROM due WHERE l.id = due.id
-            RETURNING due.id, due.program_id, due.member_id, due.remaining, due.expires_at,
+            UPDATE point_lots l
+            SET status = CASE WHEN due.keep = 0 THEN 'expired' ELSE 'active' END,
+                remaining = due.keep
+            FROM due WHERE l.id = due.id AND due.remaining > due.keep
+            RETURNING due.id, due.program_id, due.member_id, due.remaining - due.keep AS gone,
+                      due.keep, due.expires_at,
                       nextval(pg_get_serial_sequence('point_txns', 'id')) AS txn_id
         ), txns AS (
             INSERT INTO point_txns (id, program_id, member_id, kind, idem_key, order_id,
                                     rule_id, config_version, reason_zh, reason_en, actor,
                                     occurred_at, created_at)
-            SELECT txn_id, program_id, member_id, 'expire', 'expire:' || id, NULL, NULL, NULL,
-                   '积分过期', 'points expired', 'system:expiry', expires_at, :created
+            SELECT txn_id, program_id, member_id, 'expire',
+                   'expire:' || id || CASE WHEN keep > 0 THEN ':' || keep ELSE '' END,
+                   NULL, NULL, NULL, '积分过期', 'points expired', 'system:expiry', expires_at,
+                   :created
             FROM closed
         ), entries AS (
             INSERT INTO point_entries (txn_id, program_id, member_id, account, bucket, amount,
@@ -130,16 +136,16 @@ def set_based_sql(expired_account: str) -> sa.TextClause:
                    CASE WHEN leg.member THEN c.member_id END,
                    CASE WHEN leg.member THEN 'member' ELSE '{expired_account}' END,
                    CASE WHEN leg.member THEN 'available' ELSE 'total' END,
-                   CASE WHEN leg.member THEN -c.remaining ELSE c.remaining END,
+                   CASE WHEN leg.member THEN -c.gone ELSE c.gone END,
                    c.id, c.expires_at
             FROM closed c CROSS JOIN (VALUES (true), (false)) AS leg(member)
         ), draws AS (
             INSERT INTO point_draws (txn_id, lot_id, kind, amount, restored)
-            SELECT txn_id, id, 'expire', remaining, 0 FROM closed
+            SELECT txn_id, id, 'expire', gone, 0 FROM closed
         ), balances AS (
             UPDATE point_accounts a
             SET available = a.available - s.points, updated_at = :created
-            FROM (SELECT program_id, member_id, sum(remaining) AS points
+            FROM (SELECT program_id, member_id, sum(gone) AS points
                   FROM closed GROUP BY program_id, member_id) s
             WHERE a.program_id = s.program_id AND a.member_id = s.member_id
         ), spent AS (
@@ -168,7 +174,7 @@ _SUMMARY = {
     ),
     "per-lot legs": (
         "SELECT count(*) FROM point_lots l JOIN point_draws d ON d.lot_id = l.id "
-        "JOIN point_txns t ON t.id = d.txn_id AND t.idem_key = 'expire:' || l.id "
+        "JOIN point_txns t ON t.id = d.txn_id AND split_part(t.idem_key, ':', 2) = l.id::text "
         "AND t.member_id = l.member_id AND t.occurred_at = l.expires_at"
     ),
 }
@@ -251,9 +257,10 @@ def run(spec: ExpirySpec, tag: str = "", admin_url: str = scratch.ADMIN_URL) -> 
         with engine.connect() as conn:
             due = conn.execute(
                 sa.text(
-                    "SELECT count(*) FROM point_lots l JOIN point_accounts a "
-                    "USING (program_id, member_id) WHERE a.reserved = 0"
-                )
+                    "SELECT count(*) FROM point_lots "
+                    "WHERE status = 'active' AND remaining > 0 AND expires_at <= :now"
+                ),
+                {"now": NOW},
             ).scalar_one()
         engine.dispose()
 
@@ -291,6 +298,7 @@ def run(spec: ExpirySpec, tag: str = "", admin_url: str = scratch.ADMIN_URL) -> 
             not differences,
             differences,
             [job_watch, sql_watch],
+            job_sum["lots by status"],
         )
     finally:
         scratch.drop(job_db, admin_url)

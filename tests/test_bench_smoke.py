@@ -45,8 +45,10 @@ def test_expiry_job_and_set_based_statement_leave_the_same_ledger() -> None:
     spec = expiry.ExpirySpec(lots=300, lots_per_member=3)
     result = expiry.run(spec, TAG, ADMIN_URL)
     assert result.same, result.differences
-    # 100 members; member 0 holds a reservation, so its 3 lots wait for the next run
-    assert result.expired == 297
+    # 100 members; member 0 holds a reservation of 1 point: its oldest lot keeps that point
+    # (and loses the rest), so every lot loses points
+    assert result.expired == 300
+    assert ("active", 1, 1) in [row[:3] for row in result.lots_by_status]
 
 
 def test_load_workers_apply_order_paid_through_the_services() -> None:

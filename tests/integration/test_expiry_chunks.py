@@ -7,6 +7,7 @@ accounts and lots someone else has locked instead of waiting for them.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ def stored_available(svc: Services, member: str = "u1") -> int:
     return int(account["available"])
 
 
-def test_a_held_member_in_a_chunk_does_not_end_the_walk(api, clock):
+def test_a_held_members_lots_keep_what_the_hold_needs_whatever_the_chunks(api, clock):
     svc = api.svc
     # given points live 10 days, and three members earned in turn, so their lots interleave:
     # lot 1 u1 100, lot 2 u2 200, lot 3 u3 300, lot 4 u1 400, lot 5 u2 500, lot 6 u3 600
@@ -56,18 +57,25 @@ def test_a_held_member_in_a_chunk_does_not_end_the_walk(api, clock):
     clock.advance(days=12)
     seen: list[int] = []
     expired = points_jobs.expire_lots(svc, chunk=2, progress=seen.append)
-    # then every chunk after the one holding u2's first lot still ran: u1's and u3's lots are
-    # gone, u2's wait for the hold to end
-    assert seen == [1, 2, 1, 0]
-    assert expired == 4
+    # then every chunk ran: u1's and u3's lots are gone, and of u2's the hold keeps 50 of the
+    # oldest (lot 2), the chunks apart: lot 2 keeps 50, lot 5 expires in full
+    assert seen == [2, 2, 2, 0]
+    assert expired == 6
     assert figures(svc, "u1") == (0, 0, 0, 0)
     assert figures(svc, "u3") == (0, 0, 0, 0)
-    assert figures(svc, "u2") == (700, 0, 50, 0)
-    assert [lot["status"] for lot in lots_of(svc, "u2")] == ["active", "active"]
-    assert system_total(svc, EXPIRED) == 1400
+    assert figures(svc, "u2") == (50, 0, 50, 0)
+    u2_lots = lots_of(svc, "u2")
+    assert [(lot["status"], lot["remaining"]) for lot in u2_lots] == [
+        ("active", 50),
+        ("expired", 0),
+    ]
+    assert system_total(svc, EXPIRED) == 2050
+    assert sorted(t["idem_key"] for t in expiry_txns(svc) if t["member_id"] == "u2") == sorted(
+        [f"expire:{u2_lots[0]['id']}:50", f"expire:{u2_lots[1]['id']}"]
+    )
     # and each expired lot has one transaction, named after it, at the instant it expired
     by_lot = {lot["id"]: lot for u in ("u1", "u3") for lot in lots_of(svc, u)}
-    txns = expiry_txns(svc)
+    txns = [t for t in expiry_txns(svc) if t["member_id"] != "u2"]
     assert sorted(t["idem_key"] for t in txns) == sorted(f"expire:{i}" for i in by_lot)
     for txn in txns:
         lot = by_lot[int(txn["idem_key"].removeprefix("expire:"))]
@@ -90,7 +98,7 @@ def test_a_held_member_in_a_chunk_does_not_end_the_walk(api, clock):
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 1000])
-def test_a_held_member_loses_expired_points_the_hold_does_not_need(api, clock, chunk):
+def test_held_members_lose_the_expired_points_their_holds_do_not_keep(api, clock, chunk):
     svc = api.svc
     # given points live 10 days; u1 earned 100 then, five days later, 300; u2 earned 100 and
     # 100, then 30 five days later
@@ -108,14 +116,38 @@ def test_a_held_member_loses_expired_points_the_hold_does_not_need(api, clock, c
     # when the job runs 7 days later (the first lots expired 2 days ago, the later ones not yet)
     clock.advance(days=7)
     expired = points_jobs.expire_lots(svc, chunk=chunk)
-    # then u1's expired 100 went: the 300 still cover the hold
-    assert figures(svc, "u1") == (300, 0, 50, 0)
-    assert [lot["status"] for lot in lots_of(svc, "u1")] == ["expired", "active"]
-    # and u2 keeps both expired lots, whatever the chunks: without them 30 would not cover 50
-    assert figures(svc, "u2") == (230, 0, 50, 0)
-    assert [lot["status"] for lot in lots_of(svc, "u2")] == ["active"] * 3
-    assert expired == 1
-    assert system_total(svc, EXPIRED) == 100
+    # then each hold keeps the 50 its capture will take, the oldest first: of u1's expired
+    # 100, 50 stay (its later 300 are all free)
+    assert figures(svc, "u1") == (350, 0, 50, 0)
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc, "u1")] == [
+        ("active", 50),
+        ("active", 300),
+    ]
+    # and u2's first expired lot keeps 50, its second expires in full, whatever the chunks
+    assert figures(svc, "u2") == (80, 0, 50, 0)
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc, "u2")] == [
+        ("active", 50),
+        ("expired", 0),
+        ("active", 30),
+    ]
+    assert expired == 3
+    assert system_total(svc, EXPIRED) == 50 + 150
+    # and a second run changes nothing
+    assert points_jobs.expire_lots(svc, chunk=chunk) == 0
+    assert system_total(svc, EXPIRED) == 200
+    # when u1's hold is captured by its order, it takes the 50 kept: u1 keeps its 300
+    body = paid("pay-o6", "o6", "u1", 10000, [item("o6", 10000)], points_reservation_id="res-u1")
+    send(svc, {**body, "occurred_at": iso(clock())})
+    assert figures(svc, "u1") == (300, 100, 0, 0)
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc, "u1")][:2] == [
+        ("active", 0),
+        ("active", 300),
+    ]
+    # and when u2's hold lapses, the job takes the 50 it kept
+    points_jobs.sweep_reservations(svc, now=clock() + timedelta(days=2))
+    assert points_jobs.expire_lots(svc, chunk=chunk) == 1
+    assert figures(svc, "u2") == (30, 0, 0, 0)
+    assert system_total(svc, EXPIRED) == 250
     assert_reconciled(svc)
 
 

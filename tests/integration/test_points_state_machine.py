@@ -103,28 +103,34 @@ class Ledger:
         self.orders: dict[str, Order] = {}
         self.holds: dict[str, Hold] = {}
 
-    def due(self, now: datetime) -> int:
-        """Points of open lots past their expiry."""
-        return sum(
-            lot.remaining
+    def due_lots(self, now: datetime) -> list[Lot]:
+        """Open lots past their expiry, in the order a spend draws them."""
+        due = [
+            lot
             for lot in self.lots
-            if lot.status == "active" and lot.expires is not None and lot.expires <= now
-        )
+            if lot.status == "active"
+            and lot.remaining > 0
+            and lot.expires is not None
+            and lot.expires <= now
+        ]
+        return sorted(due, key=lambda lot: (lot.expires, lot.seq))
+
+    def kept(self, now: datetime) -> list[int]:
+        """What the holds keep of each due lot: their captures' points, the oldest first."""
+        return dp.kept_by_holds(self.reserved, [lot.remaining for lot in self.due_lots(now)])
 
     def lapsing(self, now: datetime) -> int:
-        """Points of lots past their expiry that would expire now (the job's rule: all of
-        them, unless a hold needs them)."""
-        due = self.due(now)
-        return due if self.available - due >= self.reserved else 0
+        """Points of lots past their expiry that would expire now: all but what holds keep."""
+        return sum(lot.remaining for lot in self.due_lots(now)) - sum(self.kept(now))
 
     def shown_available(self, now: datetime) -> int:
         """``available`` as the API shows it: without points past their expiry."""
         return self.available - self.lapsing(now)
 
     def spendable_at(self, now: datetime) -> int:
-        """What a spend may take at ``now``: it expires the due lots first, and those a hold
-        keeps serve only the hold's capture."""
-        return self.available - self.reserved - self.due(now)
+        """What a spend may take at ``now``: it expires the due lots first, and the points the
+        holds keep serve only their captures."""
+        return self.shown_available(now) - max(self.reserved, sum(self.kept(now)))
 
     def new_lot(self, amount: int, status: str, expires: datetime | None) -> Lot:
         lot = Lot(amount, amount, status, expires, seq=len(self.lots))
@@ -137,9 +143,18 @@ class Ledger:
         self.debt -= repay
         self.available += points - repay
 
-    def take(self, amount: int, first: Lot | None = None) -> list[Draw]:
-        """Draw from spendable lots, ``first`` first, then oldest expiry first."""
-        spendable = [lot for lot in self.lots if lot.status == "active" and lot.remaining > 0]
+    def take(
+        self, amount: int, first: Lot | None = None, alive_at: datetime | None = None
+    ) -> list[Draw]:
+        """Draw from spendable lots, ``first`` first, then oldest expiry first; ``alive_at``:
+        only from lots not past their expiry then (a spend that is not a hold's capture)."""
+        spendable = [
+            lot
+            for lot in self.lots
+            if lot.status == "active"
+            and lot.remaining > 0
+            and not (alive_at and lot.expires is not None and lot.expires <= alive_at)
+        ]
         plan: list[Draw] = []
         if first is not None and first in spendable:
             plan.append(Draw(first, min(first.remaining, amount)))
@@ -172,7 +187,8 @@ class Ledger:
                 covered = hold.amount
             else:  # lapsed or released: what is left is taken, the rest reported short
                 covered = min(hold.amount, max(self.spendable_at(now), 0))
-            order.captured = self.take(covered) if covered else []
+            alive_at = None if hold.status == "held" else now  # what holds keep: captures
+            order.captured = self.take(covered, alive_at=alive_at) if covered else []
             hold.status = "captured"
         earned = order.amount // 100
         if earned:
@@ -209,12 +225,13 @@ class Ledger:
             return
         left = due
         lapsed = lot.lapsed - lot.absorbed
-        if lapsed > 0 and lot.status in ("expired", "closed"):
+        if lapsed > 0:
             absorb = min(lapsed, left)
             lot.absorbed += absorb
             left -= absorb
         if left:
-            taken = self.take(min(left, max(self.spendable_at(now), 0)), first=lot)
+            free = max(self.spendable_at(now), 0)
+            taken = self.take(min(left, free), first=lot, alive_at=now)
             left -= sum(d.amount for d in taken)
         if left and self.debt_allowed:
             self.debt += left
@@ -236,6 +253,8 @@ class Ledger:
             elif self.reissue:
                 fresh = self.new_lot(give, "active", now + timedelta(days=REISSUE_DAYS))
                 self.into_available(fresh, give)
+            else:  # forfeited: recorded as expired from its lot, a lapse a clawback absorbs
+                lot.lapsed += give
 
     def cancel(self, order: Order, now: datetime) -> None:
         self.refund(order, order.amount, now)
@@ -244,21 +263,17 @@ class Ledger:
     def expire(self, now: datetime, close_spent: bool = True) -> None:
         """The expiry job (``close_spent``: it also closes spent-out lots past their expiry),
         or a spend expiring its member's due lots first."""
-        due = [
-            lot
-            for lot in self.lots
-            if lot.status == "active" and lot.expires is not None and lot.expires <= now
-        ]
-        # a hold keeps the due points only if it needs them (all of them, or none go)
-        needed = self.available - sum(lot.remaining for lot in due) < self.reserved
-        for lot in due:
-            if lot.remaining == 0:
-                if close_spent:
-                    lot.status = "closed"
-            elif not needed:
-                lot.lapsed = lot.remaining
-                self.available -= lot.remaining
-                lot.remaining = 0
+        for lot in self.lots:
+            due = lot.expires is not None and lot.expires <= now
+            if close_spent and lot.status == "active" and lot.remaining == 0 and due:
+                lot.status = "closed"
+        # the holds keep their captures' points, the oldest first; the rest go
+        for lot, keep in zip(self.due_lots(now), self.kept(now), strict=True):
+            gone = lot.remaining - keep
+            lot.lapsed += gone
+            self.available -= gone
+            lot.remaining = keep
+            if keep == 0:
                 lot.status = "expired"
 
     def sweep(self, now: datetime) -> None:
@@ -474,7 +489,7 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
                 return
             assert amount <= self.model.spendable_at(self.now())
             self.model.expire(self.now(), close_spent=False)
-            self.model.take(amount)
+            self.model.take(amount, alive_at=self.now())
 
         @precondition(lambda self: self.model.orders)
         @rule(amount=st.integers(-300, 300).filter(bool))
@@ -495,7 +510,7 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
             else:
                 assert -amount <= self.model.spendable_at(self.now())
                 self.model.expire(self.now(), close_spent=False)
-                self.model.take(-amount)
+                self.model.take(-amount, alive_at=self.now())
 
         # ------------------------------------------------------------ time
 

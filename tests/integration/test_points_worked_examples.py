@@ -481,11 +481,25 @@ def test_points_a_hold_keeps_from_expiring_count_as_of_an_instant_after_their_ex
     # given 100 points held across their expiry by a hold of 60, and 50 later ones
     held_across_expiry(api, clock, first=100, later=50, hold=60)
     expired_at = lots_of(api.svc)[0]["expires_at"]
+
     # when the balance is asked as of half an hour after the expiry
-    then = api.get("/v1/members/u1/points", as_of=iso(expired_at + timedelta(minutes=30)))
-    # then the kept points still count, as they do in the live balance
-    assert then.json()["available"] == 150
-    assert api.get("/v1/members/u1/points").json()["available"] == 150
+    def then() -> int:
+        at = iso(expired_at + timedelta(minutes=30))
+        return api.get("/v1/members/u1/points", as_of=at).json()["available"]
+
+    # then the 60 the hold keeps still count, the other 40 are gone, as in the live balance
+    assert then() == 110
+    live = api.get("/v1/members/u1/points").json()
+    assert (live["available"], live["reserved"], live["spendable"]) == (110, 60, 50)
+    # and the job, when it runs, records just that: the answers do not change
+    assert points_jobs.expire_lots(api.svc) == 1
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(api.svc)] == [
+        ("active", 60),
+        ("active", 50),
+    ]
+    assert then() == 110
+    assert api.get("/v1/members/u1/points").json()["available"] == 110
+    assert_reconciled(api.svc)
 
 
 def two_lots(svc, clock, first, later):
@@ -512,42 +526,61 @@ def test_a_hold_placed_before_expiry_is_captured_in_full_after_it(api, clock):
     # checkout an hour before the first 100 expire
     # when their expiry passes while the order is being paid
     held_across_expiry(api, clock, first=100, later=50, hold=120)
-    # then the hold keeps the points it needs from expiring: all 150 stay available, but the
-    # 30 beyond the hold are points past their expiry, which only the hold's capture may use
+    # then the hold keeps the points its capture will take, the oldest first: all 100 past
+    # their expiry, and 20 of the later 50 — the other 30 are the member's to spend
     shown = api.get("/v1/members/u1/points").json()
-    assert (shown["available"], shown["reserved"], shown["spendable"]) == (150, 120, 0)
-    response = redeem(api, 30)
+    assert (shown["available"], shown["reserved"], shown["spendable"]) == (150, 120, 30)
+    response = redeem(api, 31)
     assert (response.status_code, response.json()["code"]) == (409, "insufficient_points")
+    assert "30 available" in response.json()["detail"]
+    # and a spend of those 30 takes them from the later lot, not from what the hold keeps
+    assert redeem(api, 30).status_code == 201
+    assert [lot["remaining"] for lot in lots_of(svc)[:2]] == [100, 20]
     # when the order is paid with the hold
     effects = pay(svc, clock, "o3", 30000, points_reservation_id="res-1")
     # then all 120 are captured, the expired lot first, and nothing expires
     assert the_effect(effects, "points.captured")["points"] == 120
     assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc)[:2]] == [
         ("active", 0),
-        ("active", 30),
+        ("active", 0),
     ]
     assert history(svc, kind="expire") == []
-    assert figures(svc)[0] == 30
+    assert figures(svc)[0] == 0
     assert_reconciled(svc)
 
 
-def test_a_small_hold_does_not_unlock_a_large_expired_balance(api, clock):
+def test_a_small_hold_keeps_only_its_own_points_of_a_large_expired_balance(api, clock):
     svc = api.svc
     # given 1,000 points expiring after 10 days and 5 earned later, and a 10-point hold placed
     # an hour before the 1,000 expire
-    # when, after the expiry, the member tries to spend what the hold kept from expiring
+    # when, after the expiry, the member tries to spend what expired
     held_across_expiry(api, clock, first=1000, later=5, hold=10)
     response = redeem(api, 990)
-    # then nothing is spendable: the 1,000 wait for the hold only
+    # then only the later 5 are free: the hold keeps its 10, the other 990 are gone
     assert (response.status_code, response.json()["code"]) == (409, "insufficient_points")
-    assert "0 available" in response.json()["detail"]
-    assert reserve(api, 1, "res-2").json()["code"] == "insufficient_points"
-    # when the hold is captured, it takes its 10 from the expired lot
+    assert "5 available" in response.json()["detail"]
+    shown = api.get("/v1/members/u1/points").json()
+    assert (shown["available"], shown["reserved"], shown["spendable"]) == (15, 10, 5)
+    assert shown["expiring_30d"]["lots"][0]["points"] == 10  # past its expiry, kept
+    # and the job records it so
+    assert points_jobs.expire_lots(svc) == 1
+    assert figures(svc) == (15, 0, 10, 0)
+    assert system_total(svc, "system:expired") == 990
+    (lapse,) = rows(svc, tables.point_txns, kind="expire")
+    assert lapse["idem_key"] == f"expire:{lots_of(svc)[0]['id']}:10"  # expired down to 10
+    assert reserve(api, 6, "res-2").json()["code"] == "insufficient_points"
+    assert reserve(api, 5, "res-2").status_code == 201
+    # when the first hold is captured, it takes its 10 from the expired lot
     effects = pay(svc, clock, "o3", 5000, points_reservation_id="res-1")
     assert the_effect(effects, "points.captured")["points"] == 10
-    # and the rest of that lot expires at the next spend or job run: 5 points are left
-    assert points_jobs.expire_lots(svc) == 1
-    assert figures(svc)[0] == 5
+    # and nothing is left to expire: the later 5 are held by the second hold
+    assert points_jobs.expire_lots(svc) == 0
+    assert figures(svc) == (5, 50, 5, 0)  # and o3's 50 pending
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc)] == [
+        ("closed", 0),  # spent out past its expiry: the job closed it
+        ("active", 5),
+        ("pending", 50),
+    ]
     assert system_total(svc, "system:expired") == 990
     assert_reconciled(svc)
 
@@ -570,7 +603,7 @@ def test_a_refund_after_its_points_expired_takes_back_the_lapse_not_other_points
     assert_reconciled(svc)
 
 
-def test_expiry_waits_while_the_member_holds_a_reservation(api, clock):
+def test_expiry_leaves_a_hold_the_points_it_covers_and_takes_the_rest(api, clock):
     svc = api.svc
     # given 100 points expiring after 10 days, 60 of them held at a checkout
     apply(svc, document(expiry={"mode": "rolling", "days": 10}))
@@ -578,13 +611,19 @@ def test_expiry_waits_while_the_member_holds_a_reservation(api, clock):
     assert reserve(api, 60, ttl_seconds=86_400).status_code == 201
     # when the expiry job runs after they expired
     clock.advance(days=12)
-    # then the lot waits, so the hold stays covered
+    # then the 40 the hold does not need expire, and the lot keeps the 60 it covers
+    assert points_jobs.expire_lots(svc) == 1
+    assert figures(svc) == (60, 0, 60, 0)
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc)] == [("active", 60)]
+    # and a second run changes nothing
     assert points_jobs.expire_lots(svc) == 0
-    assert figures(svc) == (100, 0, 60, 0)
-    # when the hold lapses and the job runs again, the lot expires
+    assert figures(svc) == (60, 0, 60, 0)
+    # when the hold lapses and the job runs again, the rest of the lot expires
     points_jobs.sweep_reservations(svc)
     assert points_jobs.expire_lots(svc) == 1
     assert figures(svc) == (0, 0, 0, 0)
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc)] == [("expired", 0)]
+    assert system_total(svc, "system:expired") == 100
     assert_reconciled(svc)
 
 

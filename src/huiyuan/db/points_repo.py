@@ -14,16 +14,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     Connection,
     Row,
-    String,
     and_,
     bindparam,
     case,
-    cast,
     func,
     insert,
-    literal,
-    null,
-    or_,
     select,
     text,
     tuple_,
@@ -44,6 +39,7 @@ from huiyuan.db.tables import (
 )
 from huiyuan.db.types import UTCDateTime
 from huiyuan.db.upsert import insert_ignore
+from huiyuan.domain import points as dp
 
 SPENDABLE = ("active",)
 
@@ -573,10 +569,10 @@ def lots_of_subject(
 class ExpiredChunk(NamedTuple):
     """What one chunk of the expiry job did.
 
-    ``scanned`` due lots were looked at, in id order, up to ``last_id``; ``expired`` of them were
-    closed (the others belong to members holding a reservation, or are locked by someone else,
-    and wait for the next run). Fewer scanned than asked for means no due lot is left after
-    ``last_id``.
+    ``scanned`` due lots were looked at, in id order, up to ``last_id``; ``expired`` of them
+    lost points (all of them, or — for a member's checkout hold — what the hold does not keep;
+    locked lots wait for the next run). Fewer scanned than asked for means no due lot is left
+    after ``last_id``.
     """
 
     expired: int
@@ -605,18 +601,21 @@ def expire_due_lots(
     member: tuple[str, str] | None = None,
 ) -> ExpiredChunk:
     """Expire the next ``limit`` due lots with an id above ``after``, set-based, in the caller's
-    transaction: close each lot, write its ``expire`` transaction (idempotency key
-    ``expire:<lot>``), its two entries and its draw, and move each member's balance once.
-    With ``member`` (program id, member id), only that member's lots: a spend expires its
-    member's due lots first, having locked the account (``PointsBook``).
+    transaction: take what expires out of each lot, write its ``expire`` transaction, its two
+    entries and its draw, and move each member's balance once. With ``member`` (program id,
+    member id), only that member's lots: a spend expires its member's due lots first, having
+    locked the account (``PointsBook``).
 
     A lot is due when it is active, has points left and its expiry has passed. Its member's
-    points account is locked before the lot. A member holding a reservation keeps their due
-    lots only if the hold needs them: if what is available without all of them still covers
-    the hold, they expire (all of them, whatever the chunks); else none does, until the hold is
-    captured, released or lapses (a later run). A hold is never left uncovered. Nothing here
-    waits for a lock: an account or lot another transaction holds is skipped, so the job can
-    never deadlock with a redemption (which locks the account, then the lots).
+    points account is locked before the lot. A member's checkout holds keep the points their
+    captures will take (``domain.points.kept_by_holds``): the first ``reserved`` points of the
+    member's due lots in drawing order — over all of the member's due lots, whatever the
+    chunks — stay in their lots, which stay open; the rest expire. A lot emptied is closed
+    (``expired``, idempotency key ``expire:<lot>``); a lot a hold keeps some of stays active
+    with what is kept (``expire:<lot>:<kept>``: a due lot only ever shrinks, so the key is
+    unique). A hold is never left uncovered. Nothing here waits for a lock: an account or lot
+    another transaction holds is skipped, so the job can never deadlock with a redemption
+    (which locks the account, then the lots).
     """
     params = {
         "after": after,
@@ -639,6 +638,9 @@ def expire_due_lots(
 
 # One statement per chunk: every lot's transaction id is drawn from the sequence as the lot is
 # closed, so transactions, entries and draws are written from the closed lots without a join.
+# ``keep``: ``kept_by_holds`` — the member's reserved points less those of the due lots ahead
+# of this one in drawing order (expiry, id), within 0 and the lot's points; looked up only for
+# members holding a reservation.
 _EXPIRE_PG = """
     WITH candidates AS MATERIALIZED (
         SELECT l.id, l.program_id, l.member_id
@@ -648,32 +650,38 @@ _EXPIRE_PG = """
         ORDER BY l.id
         LIMIT :limit
     ), accounts AS MATERIALIZED (
-        SELECT a.program_id, a.member_id
+        SELECT a.program_id, a.member_id, a.reserved
         FROM point_accounts a
         WHERE (a.program_id, a.member_id) IN (SELECT program_id, member_id FROM candidates)
-          AND (a.reserved = 0 OR a.available - (
-                SELECT coalesce(sum(x.remaining), 0) FROM point_lots x
-                WHERE x.program_id = a.program_id AND x.member_id = a.member_id
-                  AND x.status = 'active' AND x.remaining > 0 AND x.expires_at <= :now
-              ) >= a.reserved)
         FOR UPDATE OF a SKIP LOCKED
     ), due AS MATERIALIZED (
-        SELECT l.id, l.program_id, l.member_id, l.remaining, l.expires_at
+        SELECT l.id, l.program_id, l.member_id, l.remaining, l.expires_at,
+               CASE WHEN a.reserved <= 0 THEN 0 ELSE least(l.remaining, greatest(0,
+                   a.reserved - (
+                       SELECT coalesce(sum(x.remaining), 0) FROM point_lots x
+                       WHERE x.program_id = l.program_id AND x.member_id = l.member_id
+                         AND x.status = 'active' AND x.remaining > 0 AND x.expires_at <= :now
+                         AND (x.expires_at, x.id) < (l.expires_at, l.id)
+                   ))) END AS keep
         FROM candidates c
         JOIN accounts a ON a.program_id = c.program_id AND a.member_id = c.member_id
         JOIN point_lots l ON l.id = c.id
         WHERE l.status = 'active' AND l.remaining > 0 AND l.expires_at <= :now
         FOR UPDATE OF l SKIP LOCKED
     ), closed AS (
-        UPDATE point_lots l SET status = 'expired', remaining = 0
-        FROM due WHERE l.id = due.id
-        RETURNING due.id, due.program_id, due.member_id, due.remaining, due.expires_at,
+        UPDATE point_lots l
+        SET status = CASE WHEN due.keep = 0 THEN 'expired' ELSE 'active' END,
+            remaining = due.keep
+        FROM due WHERE l.id = due.id AND due.remaining > due.keep
+        RETURNING due.id, due.program_id, due.member_id, due.remaining - due.keep AS gone,
+                  due.keep, due.expires_at,
                   nextval(pg_get_serial_sequence('point_txns', 'id')) AS txn_id
     ), txns AS (
         INSERT INTO point_txns (id, program_id, member_id, kind, idem_key, reason_zh,
                                 reason_en, actor, occurred_at, created_at)
-        SELECT txn_id, program_id, member_id, 'expire', 'expire:' || id, :reason_zh,
-               :reason_en, :actor, expires_at, :at
+        SELECT txn_id, program_id, member_id, 'expire',
+               'expire:' || id || CASE WHEN keep > 0 THEN ':' || keep ELSE '' END,
+               :reason_zh, :reason_en, :actor, expires_at, :at
         FROM closed
     ), entries AS (
         INSERT INTO point_entries (txn_id, program_id, member_id, account, bucket, amount,
@@ -682,16 +690,16 @@ _EXPIRE_PG = """
                CASE WHEN leg.member THEN c.member_id END,
                CASE WHEN leg.member THEN 'member' ELSE :expired_account END,
                CASE WHEN leg.member THEN 'available' ELSE 'total' END,
-               CASE WHEN leg.member THEN -c.remaining ELSE c.remaining END,
+               CASE WHEN leg.member THEN -c.gone ELSE c.gone END,
                c.id, c.expires_at
         FROM closed c CROSS JOIN (VALUES (true), (false)) AS leg (member)
     ), draws AS (
         INSERT INTO point_draws (txn_id, lot_id, kind, amount, restored)
-        SELECT txn_id, id, 'expire', remaining, 0 FROM closed
+        SELECT txn_id, id, 'expire', gone, 0 FROM closed
     ), balances AS (
         UPDATE point_accounts a
         SET available = a.available - s.points, updated_at = :at
-        FROM (SELECT program_id, member_id, sum(remaining) AS points
+        FROM (SELECT program_id, member_id, sum(gone) AS points
               FROM closed GROUP BY program_id, member_id) s
         WHERE a.program_id = s.program_id AND a.member_id = s.member_id
     )
@@ -708,159 +716,134 @@ _EXPIRE_MEMBER_PG = text(
 
 
 def _expire_due_lots_portable(conn: Connection, params: dict[str, Any]) -> ExpiredChunk:
-    """The same work in a few statements, for SQLite: its writers take the database lock
-    (``BEGIN IMMEDIATE``), so the chunk's lots, once counted, cannot change under it and every
-    statement picks them out by the same condition over an id range."""
+    """The same work for SQLite, a few statements a chunk, the holds' rule in Python: its
+    writers take the database lock (``BEGIN IMMEDIATE``), so nothing changes under it."""
     after, now = params["after"], params["now"]
-    due: tuple[Any, ...] = (
-        point_lots.c.status == "active",
-        point_lots.c.remaining > 0,
-        point_lots.c.expires_at <= now,
-    )
+    lots = point_lots.c
+    due: tuple[Any, ...] = (lots.status == "active", lots.remaining > 0, lots.expires_at <= now)
     if "member" in params:
-        due += (
-            point_lots.c.program_id == params["program"],
-            point_lots.c.member_id == params["member"],
-        )
-    candidates = (
-        select(point_lots.c.id)
-        .where(point_lots.c.id > after, *due)
-        .order_by(point_lots.c.id)
+        due += (lots.program_id == params["program"], lots.member_id == params["member"])
+    chunk = conn.execute(
+        select(lots.id, lots.program_id, lots.member_id, lots.remaining, lots.expires_at)
+        .where(lots.id > after, *due)
+        .order_by(lots.id)
         .limit(params["limit"])
-        .subquery()
-    )
-    scanned, last_id = conn.execute(select(func.count(), func.max(candidates.c.id))).one()
-    if not scanned:
+    ).all()
+    if not chunk:
         return ExpiredChunk(0, 0, after)
-    # Whose due lots may go (see ``expire_due_lots``), decided once: the statements below
-    # change balances before they close the lots.
-    in_range = (point_lots.c.id > after, point_lots.c.id <= last_id, *due)
-    every_due = point_lots.alias("every_due")
-    held_due = (
-        select(func.coalesce(func.sum(every_due.c.remaining), 0))
-        .where(
-            every_due.c.program_id == point_accounts.c.program_id,
-            every_due.c.member_id == point_accounts.c.member_id,
-            every_due.c.status == "active",
-            every_due.c.remaining > 0,
-            every_due.c.expires_at <= now,
-        )
-        .scalar_subquery()
-    )
-    owners = select(point_lots.c.program_id, point_lots.c.member_id).where(*in_range).distinct()
-    free = conn.execute(
-        select(point_accounts.c.program_id, point_accounts.c.member_id).where(
-            tuple_(point_accounts.c.program_id, point_accounts.c.member_id).in_(owners),
-            or_(
-                point_accounts.c.reserved == 0,
-                point_accounts.c.available - held_due >= point_accounts.c.reserved,
-            ),
+    keep = _kept_by_holds(conn, {(lot.program_id, lot.member_id) for lot in chunk}, now)
+    going = [
+        (lot, lot.remaining - keep.get(lot.id, 0))
+        for lot in chunk
+        if lot.remaining > keep.get(lot.id, 0)
+    ]
+    if going:
+        _write_expiry(conn, params, going, keep)
+    return ExpiredChunk(len(going), len(chunk), int(chunk[-1].id))
+
+
+def _kept_by_holds(conn: Connection, pairs: set[tuple[str, str]], now: datetime) -> dict[int, int]:
+    """What ``kept_by_holds`` keeps of each due lot of those of these members who hold a
+    reservation: lot id -> points kept."""
+    a, lots = point_accounts.c, point_lots.c
+    holding = conn.execute(
+        select(a.program_id, a.member_id, a.reserved).where(
+            tuple_(a.program_id, a.member_id).in_(sorted(pairs)), a.reserved > 0
         )
     ).all()
-    unheld = tuple_(point_lots.c.program_id, point_lots.c.member_id).in_([(p, m) for p, m in free])
-    chunk = (*in_range, unheld)
-    idem_key = literal("expire:") + cast(point_lots.c.id, String)
-    conn.execute(
-        insert(point_txns).from_select(
-            [
-                "program_id",
-                "member_id",
-                "kind",
-                "idem_key",
-                "reason_zh",
-                "reason_en",
-                "actor",
-                "occurred_at",
-                "created_at",
-            ],
-            select(
-                point_lots.c.program_id,
-                point_lots.c.member_id,
-                literal("expire"),
-                idem_key,
-                literal(params["reason_zh"]),
-                literal(params["reason_en"]),
-                literal(params["actor"]),
-                point_lots.c.expires_at,
-                literal(params["at"], UTCDateTime()),
+    keep: dict[int, int] = {}
+    for program_id, member_id, reserved in holding:
+        due = conn.execute(
+            select(lots.id, lots.remaining)
+            .where(
+                lots.program_id == program_id,
+                lots.member_id == member_id,
+                lots.status == "active",
+                lots.remaining > 0,
+                lots.expires_at <= now,
             )
-            .where(*chunk)
-            .order_by(point_lots.c.id),
-        )
-    )
-    with_txn = point_lots.join(
-        point_txns,
-        and_(
-            point_txns.c.program_id == point_lots.c.program_id,
-            point_txns.c.idem_key == idem_key,
-        ),
-    )
-    legs = (
-        (point_lots.c.member_id, "member", "available", -point_lots.c.remaining),
-        (null(), params["expired_account"], "total", point_lots.c.remaining),
-    )
-    for member_id, account, bucket, amount in legs:
+            .order_by(lots.expires_at, lots.id)
+        ).all()
+        kept = dp.kept_by_holds(int(reserved), [int(lot.remaining) for lot in due])
+        keep.update({lot.id: points for lot, points in zip(due, kept, strict=True)})
+    return keep
+
+
+def _write_expiry(
+    conn: Connection, params: dict[str, Any], going: list[tuple[Any, int]], keep: dict[int, int]
+) -> None:
+    """``_expire_due_lots_portable``'s writes: per lot, what goes (``going``: lot, points)."""
+    txn_ids = (
         conn.execute(
-            insert(point_entries).from_select(
-                [
-                    "txn_id",
-                    "program_id",
-                    "member_id",
-                    "account",
-                    "bucket",
-                    "amount",
-                    "lot_id",
-                    "occurred_at",
-                ],
-                select(
-                    point_txns.c.id,
-                    point_lots.c.program_id,
-                    member_id,
-                    literal(account),
-                    literal(bucket),
-                    amount,
-                    point_lots.c.id,
-                    point_lots.c.expires_at,
-                )
-                .select_from(with_txn)
-                .where(*chunk)
-                .order_by(point_lots.c.id),
-            )
+            insert(point_txns).returning(point_txns.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "program_id": lot.program_id,
+                    "member_id": lot.member_id,
+                    "kind": "expire",
+                    "idem_key": f"expire:{lot.id}"
+                    + (f":{keep[lot.id]}" if keep.get(lot.id) else ""),
+                    "reason_zh": params["reason_zh"],
+                    "reason_en": params["reason_en"],
+                    "actor": params["actor"],
+                    "occurred_at": lot.expires_at,
+                    "created_at": params["at"],
+                }
+                for lot, _ in going
+            ],
         )
-    conn.execute(
-        insert(point_draws).from_select(
-            ["txn_id", "lot_id", "kind", "amount", "restored"],
-            select(
-                point_txns.c.id,
-                point_lots.c.id,
-                literal("expire"),
-                point_lots.c.remaining,
-                literal(0),
-            )
-            .select_from(with_txn)
-            .where(*chunk)
-            .order_by(point_lots.c.id),
-        )
+        .scalars()
+        .all()
     )
-    per_member = (
-        select(
-            point_lots.c.program_id,
-            point_lots.c.member_id,
-            func.sum(point_lots.c.remaining).label("points"),
+    entries: list[dict[str, Any]] = []
+    draws: list[dict[str, Any]] = []
+    lost: dict[tuple[str, str], int] = {}
+    for (lot, gone), txn_id in zip(going, txn_ids, strict=True):
+        for member_id, account, bucket, amount in (
+            (lot.member_id, "member", "available", -gone),
+            (None, params["expired_account"], "total", gone),
+        ):
+            entries.append(
+                {
+                    "txn_id": txn_id,
+                    "program_id": lot.program_id,
+                    "member_id": member_id,
+                    "account": account,
+                    "bucket": bucket,
+                    "amount": amount,
+                    "lot_id": lot.id,
+                    "occurred_at": lot.expires_at,
+                }
+            )
+        draws.append(
+            {"txn_id": txn_id, "lot_id": lot.id, "kind": "expire", "amount": gone, "restored": 0}
         )
-        .where(*chunk)
-        .group_by(point_lots.c.program_id, point_lots.c.member_id)
-        .subquery()
+        pair = (lot.program_id, lot.member_id)
+        lost[pair] = lost.get(pair, 0) + gone
+    conn.execute(insert(point_entries), entries)
+    conn.execute(insert(point_draws), draws)
+    conn.execute(
+        update(point_lots)
+        .where(point_lots.c.id == bindparam("p_lot"))
+        .values(status=bindparam("p_status"), remaining=bindparam("p_keep")),
+        [
+            {
+                "p_lot": lot.id,
+                "p_status": "active" if keep.get(lot.id) else "expired",
+                "p_keep": keep.get(lot.id, 0),
+            }
+            for lot, _ in going
+        ],
     )
     conn.execute(
         update(point_accounts)
         .where(
-            point_accounts.c.program_id == per_member.c.program_id,
-            point_accounts.c.member_id == per_member.c.member_id,
+            point_accounts.c.program_id == bindparam("p_program"),
+            point_accounts.c.member_id == bindparam("p_member"),
         )
-        .values(available=point_accounts.c.available - per_member.c.points, updated_at=params["at"])
+        .values(
+            available=point_accounts.c.available - bindparam("p_lost"),
+            updated_at=params["at"],
+        ),
+        [{"p_program": p, "p_member": m, "p_lost": n} for (p, m), n in sorted(lost.items())],
     )
-    expired = conn.execute(
-        update(point_lots).where(*chunk).values(status="expired", remaining=0)
-    ).rowcount
-    return ExpiredChunk(int(expired), int(scanned), int(last_id))

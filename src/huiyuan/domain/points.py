@@ -361,6 +361,23 @@ def plan_draws(lots: Iterable[LotBalance], amount: int) -> list[tuple[int, int]]
     return plan
 
 
+def kept_by_holds(reserved: int, due: Iterable[int]) -> list[int]:
+    """What of each lot past its expiry a member's checkout holds keep from expiring; ``due``:
+    the lots' points, in the order a spend draws them (``expiry_order``).
+
+    A hold keeps the points its capture will take: the oldest first, as if they had been taken
+    at the checkout — so the first ``reserved`` points of the lots past their expiry stay, and
+    the rest expire on time. The expiry statements (``points_repo.expire_due_lots``) apply
+    the same rule in SQL."""
+    kept = []
+    left = max(reserved, 0)
+    for points in due:
+        keep = min(points, left)
+        kept.append(keep)
+        left -= keep
+    return kept
+
+
 def clawback_due(earned: int, already_taken: int, refunded_total: int, paid: int) -> int:
     """Points still to take back from ``earned`` after refunds totalling ``refunded_total``."""
     if paid <= 0:

@@ -19,7 +19,7 @@ from huiyuan.db.audit_repo import record_audit
 from huiyuan.db.tables import point_entries, point_lots, point_txns
 from huiyuan.db.uow import UnitOfWork
 from huiyuan.domain.errors import MemberError, PointsError, conflict, not_found, past_instant
-from huiyuan.domain.points import Award, max_deduction_points
+from huiyuan.domain.points import Award, kept_by_holds, max_deduction_points
 from huiyuan.schemas.validation import body_hash
 from huiyuan.services import points_jobs
 from huiyuan.services.context import PLATFORM_OWNER, Services
@@ -312,49 +312,37 @@ def summary(
         k: int(getattr(account, k)) if account else 0
         for k in ("available", "pending", "reserved", "debt")
     }
+    # Lots past their expiry that the job has not closed yet are gone but for what checkout
+    # holds keep (their captures' points, oldest first): the next spend or job run expires
+    # the rest (``PointsBook.expire_due``), recording it at each lot's expiry.
     lapsed = [(at, points) for at, points in expiring if at <= now]
-    closes = _closes(values["available"], values["reserved"], sum(p for _, p in lapsed))
+    kept = kept_by_holds(values["reserved"], [points for _, points in lapsed])
+    gone = [(at, points - keep) for (at, points), keep in zip(lapsed, kept, strict=True)]
     if as_of is not None:
-        # Points the job has not closed yet were gone at ``as_of`` if they expired by then:
-        # the job will record them as expired at that instant (unless a hold keeps them).
-        if closes:
-            balances["available"] -= sum(p for at, p in lapsed if at <= as_of)
+        balances["available"] -= sum(points for at, points in gone if at <= as_of)
         return {
             "member_id": member_id,
             "program_id": program,
             "as_of": as_of.isoformat(),
             **balances,
         }
-    # Lots past their expiry that the job has not closed yet are not available: the next
-    # spend expires them first (``PointsBook.expire_due``), under the job's rule — unless a
-    # checkout hold needs them, in which case they stay until it is captured or let go, and
-    # only its capture may spend them.
-    kept = 0
-    if closes:
-        values["available"] -= sum(p for _, p in lapsed)
-        expiring = [row for row in expiring if row[0] > now]
-    else:
-        kept = sum(p for _, p in lapsed)
+    values["available"] -= sum(points for _, points in gone)
+    expiring = [(at, keep) for (at, _), keep in zip(lapsed, kept, strict=True) if keep] + [
+        row for row in expiring if row[0] > now
+    ]
     return {
         "member_id": member_id,
         "program_id": program,
         "name": {"zh": names.zh, "en": names.en},
         "value_fen_per_point": config.document.points.value_fen,
         **values,
-        "spendable": max(values["available"] - values["reserved"] - kept, 0),
+        # what only the holds' captures may take is not spendable (``PointsBook.spendable``)
+        "spendable": max(values["available"] - max(values["reserved"], sum(kept)), 0),
         "expiring_30d": {
             "total": sum(p for _, p in expiring),
             "lots": [{"expires_at": at.isoformat(), "points": p} for at, p in expiring],
         },
     }
-
-
-def _closes(available: int, reserved: int, lapsed: int) -> bool:
-    """Whether the expiry job, run now, would close a member's ``lapsed`` points (those of
-    lots past their expiry): yes, unless the member's checkout holds need some of them — then
-    it keeps them all until the hold is captured or let go (``points_repo``'s expiry
-    statements apply the same rule)."""
-    return lapsed > 0 and (reserved == 0 or available - lapsed >= reserved)
 
 
 def _expiring(

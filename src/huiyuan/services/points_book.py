@@ -200,20 +200,21 @@ class PointsBook:
 
     @property
     def spendable(self) -> int:
-        """What a spend may take now: available less what checkout holds keep, once the
-        member's lots past their expiry are expired (``expire_due``). Points past their expiry
-        that a hold kept from expiring are not spendable either: only capturing a hold may use
-        them (``draw(..., capturing=True)``)."""
+        """What a spend that is not a hold's capture may take now, once the member's lots past
+        their expiry are expired (``expire_due``): available less what checkout holds keep.
+        A hold keeps the points its capture will take (``domain.points.kept_by_holds``), some
+        of them maybe past their expiry; only a capture may use those (``draw(...,
+        capturing=True)``), so this is available less the larger of the two."""
         self.expire_due()
-        return self.available - self.reserved - self._kept
+        return self.available - max(self.reserved, self._kept)
 
     def expire_due(self) -> int:
         """Expire the member's lots whose expiry has passed, before anything is spent: the
         expiry job runs every few minutes, and until it comes by, an expired lot must not pay
         for a redemption, a hold, a capture or a clawback. The same transactions and the same
-        rule as the job's (``points_repo.expire_due_lots``), a member's checkout hold
-        included: lots the hold needs stay until it is captured, released or lapses. Once per
-        book; returns how many lots expired."""
+        rule as the job's (``points_repo.expire_due_lots``), a member's checkout holds
+        included: what they keep stays until they are captured, released or lapse. Once per
+        book; returns how many lots lost points."""
         if self._due_expired:
             return 0
         self._due_expired = True
@@ -230,7 +231,7 @@ class PointsBook:
         )
         if done.expired:
             self._balances = None  # read again: available went down
-        if self.reserved:  # a hold may have kept lots past their expiry from expiring
+        if self.reserved:  # holds may have kept points past their expiry from expiring
             self._kept = points_repo.lapsed_points(self.conn, self.program_id, self.member_id, now)
         return done.expired
 
@@ -432,8 +433,11 @@ class PointsBook:
     ) -> int | None:
         """Spend ``amount`` from the lots, oldest expiry first; 409 if not enough is free
         (points held for a checkout are not free). ``capturing``: the spend of a hold just
-        lifted, which may use the points past their expiry that holds kept."""
-        free = self.spendable + (self._kept if capturing else 0)
+        lifted, which may use the points past their expiry that holds kept (first: they are
+        the oldest); any other spend draws only from lots still alive."""
+        free = self.spendable
+        if capturing:
+            free = self.available - self.reserved
         if amount > free:
             raise conflict(
                 PointsError.INSUFFICIENT_POINTS,
@@ -443,18 +447,28 @@ class PointsBook:
         txn_id = self.open_txn(kind, idem_key, reason, order_id=order_id, occurred_at=occurred_at)
         if txn_id is None:
             return None
-        plan = self._take_lots(txn_id, kind, amount)
+        plan = self._take_lots(txn_id, kind, amount, alive_only=not capturing)
         legs = [Leg("member", "available", -take, lot) for lot, take in plan]
         legs.append(Leg(counter_account, "total", amount))
         self.write_legs(txn_id, legs, occurred_at)
         return txn_id
 
     def _take_lots(
-        self, txn_id: int, kind: str, amount: int, first_lot: int | None = None
+        self,
+        txn_id: int,
+        kind: str,
+        amount: int,
+        first_lot: int | None = None,
+        *,
+        alive_only: bool,
     ) -> list[tuple[int, int]]:
+        """Take ``amount`` from the lots (``first_lot`` first), oldest expiry first;
+        ``alive_only``: not from lots past their expiry (what holds keep: see ``spendable``)."""
+        now = self.svc.now()
         lots = [
             dp.LotBalance(r.id, int(r.remaining), r.expires_at)
             for r in points_repo.spendable_lots(self.conn, self.program_id, self.member_id)
+            if not (alive_only and r.expires_at is not None and r.expires_at <= now)
         ]
         plan: list[tuple[int, int]] = []
         if first_lot is not None:
@@ -593,14 +607,16 @@ class PointsBook:
         else:
             left = due
             lapsed = self._lapsed(lot) - lot.absorbed
-            if lapsed > 0 and lot.status in ("expired", "closed"):
+            if lapsed > 0:  # expired, or partly (what a hold did not keep)
                 absorb = min(lapsed, left)
                 legs.append(Leg(EXPIRED, "total", -absorb, lot.id))
                 values["absorbed"] = lot.absorbed + absorb
                 left -= absorb
             if left:
                 free = max(self.spendable, 0)
-                plan = self._take_lots(txn_id, "clawback", min(left, free), first_lot=lot.id)
+                plan = self._take_lots(
+                    txn_id, "clawback", min(left, free), first_lot=lot.id, alive_only=True
+                )
                 legs += [Leg("member", "available", -take, lot_id) for lot_id, take in plan]
                 left -= sum(take for _, take in plan)
             if left:
