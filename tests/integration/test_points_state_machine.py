@@ -18,13 +18,11 @@ or write-off, reissue or forfeit), so a failing story replays and shrinks the sa
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -32,7 +30,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from huiyuan.domain import points as dp
@@ -44,6 +41,7 @@ from huiyuan.services.principals import SYSTEM
 from .bodies import cancelled, completed, item, paid, refunded
 from .ledger import apply, document, iso, lots_of
 from .stored import start_afresh
+from .stories import stories_wanted, tell
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 EXPIRY = dp.ExpiryPolicy("rolling", days=2)
@@ -556,19 +554,8 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
             stored = [(r["amount"], r["remaining"], r["status"]) for r in lots_of(svc, self.member)]
             assert stored == [(lot.amount, lot.remaining, lot.status) for lot in self.model.lots]
 
-    run_state_machine_as_test(
-        PointsStories,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    tell(PointsStories, examples, steps)
 
 
 def test_random_stories_of_one_members_points_keep_the_ledger_whole(svc, clock, db_url):
-    # A longer hunt: HUIYUAN_STATEFUL_EXAMPLES=500 pytest tests/integration/test_points_state…
-    default = 50 if db_url.startswith("sqlite") else 20
-    examples = int(os.environ.get("HUIYUAN_STATEFUL_EXAMPLES", default))
-    run_stories(svc, clock, examples=examples, steps=40)
+    run_stories(svc, clock, examples=stories_wanted(db_url), steps=40)

@@ -19,12 +19,10 @@ expects, and write nothing. Each example starts from empty tables and the same c
 from __future__ import annotations
 
 import itertools
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -32,7 +30,6 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
 from huiyuan.db import tables
@@ -44,6 +41,7 @@ from huiyuan.services.principals import SYSTEM
 from .bodies import event
 from .ledger import apply, iso
 from .stored import rows, start_afresh
+from .stories import stories_wanted, tell
 from .test_wallet import TIERS, assert_wallet_ledger_adds_up, wallet_document
 
 START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
@@ -308,22 +306,11 @@ def run_stories(svc: Any, clock: Any, examples: int, steps: int) -> None:
                 for k, p in self.model.payments.items()
             }
 
-    run_state_machine_as_test(
-        WalletStories,
-        settings=settings(
-            max_examples=examples,
-            stateful_step_count=steps,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    tell(WalletStories, examples, steps)
 
 
 def test_random_stories_of_one_members_wallet_keep_the_ledger_whole(svc, clock, db_url):
-    # A longer hunt: HUIYUAN_STATEFUL_EXAMPLES=500 pytest tests/integration/test_wallet_state…
-    default = 50 if db_url.startswith("sqlite") else 20
-    examples = int(os.environ.get("HUIYUAN_STATEFUL_EXAMPLES", default))
-    run_stories(svc, clock, examples=examples, steps=30)
+    run_stories(svc, clock, examples=stories_wanted(db_url), steps=30)
 
 
 def test_the_model_takes_back_a_recharge_bonus_in_proportion() -> None:
