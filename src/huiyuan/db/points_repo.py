@@ -17,6 +17,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     func,
     insert,
     select,
@@ -43,13 +44,28 @@ from huiyuan.domain import points as dp
 
 SPENDABLE = ("active",)
 
+# Whether any of the member's open lots is past its expiry at ``p_now``: if none is, a spend
+# skips the expiry statement (the heaviest of a redemption). Lots only become due as time
+# passes, never by another transaction's write, so a snapshot older than the lock can only
+# say yes where there is nothing left to do.
+_LAPSED = (
+    exists()
+    .where(
+        point_lots.c.program_id == bindparam("p_program"),
+        point_lots.c.member_id == bindparam("p_member"),
+        point_lots.c.status == "active",
+        point_lots.c.remaining > 0,
+        point_lots.c.expires_at <= bindparam("p_now", type_=UTCDateTime()),
+    )
+    .label("lapsed")
+)
 _LOCK_ACCOUNT = (
-    select(point_accounts)
+    select(point_accounts, _LAPSED)
     .where(
         point_accounts.c.program_id == bindparam("p_program"),
         point_accounts.c.member_id == bindparam("p_member"),
     )
-    .with_for_update()
+    .with_for_update(of=point_accounts)
 )
 _MOVE = (
     update(point_accounts)
@@ -119,8 +135,9 @@ def empty_account(program_id: str, member_id: str, at: datetime) -> dict[str, An
 
 
 def lock_account(conn: Connection, program_id: str, member_id: str, at: datetime) -> Row[Any]:
-    """The member's balance row in a program, created empty if need be, locked until commit."""
-    params = {"p_program": program_id, "p_member": member_id}
+    """The member's balance row in a program, created empty if need be, locked until commit;
+    its ``lapsed`` says whether any of the member's open lots is past its expiry at ``at``."""
+    params = {"p_program": program_id, "p_member": member_id, "p_now": at}
     row = conn.execute(_LOCK_ACCOUNT, params).first()
     if row is None:
         insert_ignore(

@@ -169,17 +169,22 @@ class PointsBook:
         self._due_expired = False
         self._kept = 0  # points past their expiry a checkout hold keeps (see ``expire_due``)
         self._repaying = 0  # debt repaid by legs built and not yet written (``_into_available``)
+        # The instant the account was locked at: what is past its expiry is judged then, once
+        # for the whole book (``expire_due``, ``_take_lots``).
+        self._now: datetime | None = None
+        self._any_lapsed = False  # the member had lots past their expiry then (``lock_account``)
 
     def balances(self) -> dict[str, int]:
         """The member's balance row, locked (and created) on first use: a book that finds
         nothing to do never touches it."""
         if self._balances is None:
-            row = points_repo.lock_account(
-                self.conn, self.program_id, self.member_id, self.svc.now()
-            )
+            if self._now is None:
+                self._now = self.svc.now()
+            row = points_repo.lock_account(self.conn, self.program_id, self.member_id, self._now)
             self._balances = {
                 k: int(getattr(row, k)) for k in ("available", "pending", "reserved", "debt")
             }
+            self._any_lapsed = self._any_lapsed or bool(row.lapsed)
         return self._balances
 
     @property
@@ -219,7 +224,9 @@ class PointsBook:
             return 0
         self._due_expired = True
         self.balances()  # the account is locked before the lots, as everywhere
-        now = self.svc.now()
+        if not self._any_lapsed:
+            return 0  # nothing past its expiry: no expiry statement, nothing kept
+        now = self._instant()
         done = points_repo.expire_due_lots(
             self.conn,
             after=0,
@@ -234,6 +241,12 @@ class PointsBook:
         if self.reserved:  # holds may have kept points past their expiry from expiring
             self._kept = points_repo.lapsed_points(self.conn, self.program_id, self.member_id, now)
         return done.expired
+
+    def _instant(self) -> datetime:
+        """The book's now for expiry: the instant its account was locked at."""
+        self.balances()
+        assert self._now is not None
+        return self._now
 
     # ------------------------------------------------------------ posting
 
@@ -464,7 +477,7 @@ class PointsBook:
     ) -> list[tuple[int, int]]:
         """Take ``amount`` from the lots (``first_lot`` first), oldest expiry first;
         ``alive_only``: not from lots past their expiry (what holds keep: see ``spendable``)."""
-        now = self.svc.now()
+        now = self._instant()
         lots = [
             dp.LotBalance(r.id, int(r.remaining), r.expires_at)
             for r in points_repo.spendable_lots(self.conn, self.program_id, self.member_id)
