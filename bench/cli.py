@@ -1,4 +1,4 @@
-"""``python -m bench all|pgbench|single|batch|skew|expiry|profile [--quick]``.
+"""``python -m bench all|pgbench|single|batch|skew|expiry|http|profile [--quick]``.
 
 Each benchmark prints its progress, then one line of the final table: what was measured, the
 baseline measured in the same run, their ratio and the target ratio (DESIGN.md, "Performance,
@@ -16,10 +16,10 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
-from bench import expiry, ingest, machine, pgbench, scratch
+from bench import expiry, http_latency, ingest, machine, pgbench, scratch
 from bench.report import Result, print_table, say
 
-ALL = ("pgbench", "single", "async", "batch", "skew", "async-skew", "expiry")
+ALL = ("pgbench", "single", "async", "batch", "skew", "async-skew", "expiry", "http")
 COMMANDS = ("all", *ALL, "profile")
 
 
@@ -314,6 +314,45 @@ class Run:
             notes=notes,
         )
         self.results.append(self._disturbance(row, *result.foreign))
+
+    def http(self) -> None:
+        name = scratch.db_name("http", self.cfg.tag)
+        template = self.template()
+        say(f"http: copying the seeded members into {name} …")
+        with scratch.scratch(name, self.cfg.admin_url, template=template) as url:
+            spec = http_latency.HttpSpec(
+                url=url,
+                members=self.cfg.members,
+                warmup=self.cfg.warmup,
+                seconds=self.cfg.seconds,
+                clients=self.cfg.workers,
+                threads=self.cfg.threads,
+            )
+            found = http_latency.run(spec)
+        half, peak = found.half, found.peak
+        notes = [
+            f"peak (closed loop, {spec.clients} procs x {spec.threads} threads): "
+            f"{peak.rate:,.0f} requests/s, p99 {peak.percentile(99):.1f} ms",
+            f"half of peak: {found.offered:,.0f} requests/s offered, {half.rate:,.0f} answered; "
+            f"p50 {half.percentile(50):.1f} ms; p99 earn {half.percentile(99, 'earn'):.1f} ms, "
+            f"redemption {half.percentile(99, 'redeem'):.1f} ms",
+        ]
+        if half.errors or peak.errors:
+            notes.append(
+                f"{half.errors + peak.errors} requests failed, first: "
+                f"{half.first_error or peak.first_error}"
+            )
+        result = Result(
+            "p99 earn or redemption over HTTP at half of peak",
+            half.percentile(99),
+            "ms",
+            10.0,
+            "DESIGN's bound; the load measured this run",
+            1.0,
+            higher_is_better=False,
+            notes=notes,
+        )
+        self.results.append(self._disturbance(result, found.foreign))
 
     def profile(self) -> None:
         from bench import hotpath

@@ -61,6 +61,8 @@ class Ticker:
 def _number(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value:,.2f} s"
+    if unit == "ms":
+        return f"{value:,.1f} ms"
     return f"{value:,.0f} {unit}"
 
 

@@ -11,7 +11,7 @@ import os
 
 import pytest
 import sqlalchemy as sa
-from bench import expiry, ingest, pgbench, scratch
+from bench import expiry, http_latency, ingest, pgbench, scratch
 
 from .conftest import DATABASES, PG_ADMIN_URL
 
@@ -89,3 +89,28 @@ def test_respond_async_load_counts_what_was_applied_not_what_was_answered() -> N
     assert result.events > 0 and result.accepted is not None and result.accepted > 0
     assert result.left_queued == 0  # no event was left without a leader
     assert orders >= result.events
+
+
+def test_http_latency_load_earns_and_redeems_through_the_api() -> None:
+    with scratch.scratch(scratch.db_name("http", TAG), ADMIN_URL) as url:
+        ingest.clone_members(url, 200)
+        spec = http_latency.HttpSpec(
+            url=url, members=200, warmup=0.3, seconds=1.0, holders=20, clients=1, threads=2
+        )
+        result = http_latency.run(spec)
+        engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        with engine.connect() as conn:
+            redeemed = conn.execute(
+                sa.text("SELECT count(*) FROM point_txns WHERE kind = 'redeem'")
+            ).scalar_one()
+            paid = conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one()
+        engine.dispose()
+    for phase in (result.peak, result.half):
+        assert phase.errors == 0, phase.first_error
+        assert phase.latencies_ms["earn"] and phase.latencies_ms["redeem"]
+    assert result.offered == pytest.approx(result.peak.rate / 2)
+    # every answered redemption left its transaction, every answered earn its order (the
+    # holders' 20 seed orders, the prototype's and the check's besides)
+    answered = [result.warm, result.peak, result.half]
+    assert redeemed == sum(len(p.latencies_ms["redeem"]) for p in answered)
+    assert paid == 22 + sum(len(p.latencies_ms["earn"]) for p in answered)
