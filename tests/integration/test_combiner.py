@@ -278,15 +278,21 @@ def test_one_members_events_sent_waiting_and_not_waiting_at_once_all_apply_once(
 def test_requests_of_free_members_are_answered_while_their_batch_waits_for_a_busy_one(
     pg, monkeypatch
 ):
-    # given members u0…u7 known, and u7's row held by another transaction
+    # given members u0…u8 known, and u7's row held by another transaction
     apply(pg, document())
-    for i in range(8):
+    for i in range(9):
         assert event_service.ingest_event(pg, SYSTEM, order(100 + i, f"u{i}", 1000)).ok
-    gated = Gated(monkeypatch, pg, 8)
+    gated = Gated(monkeypatch, pg, 9)
     with pg.engine.connect() as other:
         other.exec_driver_sql("SELECT 1 FROM members WHERE member_id = 'u7' FOR UPDATE")
-        # when the eight pay at once, in one combined batch
-        pool = ThreadPoolExecutor(max_workers=8)
+        # and u8's payment leading a batch of its own, held until eight more line up behind it
+        pool = ThreadPoolExecutor(max_workers=9)
+        plug = pool.submit(event_service.ingest_event, pg, SYSTEM, order(8, "u8", 1000))
+        deadline = time.monotonic() + 10
+        while not gated.batches:
+            assert time.monotonic() < deadline, "the first payment was never taken"
+            time.sleep(0.001)
+        # when u0…u7 pay at once: they are combined into the next batch, whatever the timing
         sent = [
             pool.submit(event_service.ingest_event, pg, SYSTEM, order(i, f"u{i}", 1000))
             for i in range(8)
@@ -298,14 +304,15 @@ def test_requests_of_free_members_are_answered_while_their_batch_waits_for_a_bus
             assert time.monotonic() < deadline, "the busy member's event was never taken"
             time.sleep(0.005)
         early = [int(e.removeprefix("pay-")) for e in batch[1:] if e != "pay-7"]
-        assert len(early) >= 2
+        assert len(batch) == 8 and len(early) >= 6
         while not all(sent[i].done() for i in early):
             assert time.monotonic() < deadline, "the free members' requests were not answered"
             time.sleep(0.005)
         assert not sent[7].done()
         other.rollback()  # the busy member is free again
     # … and the busy member's payment is applied after
-    assert [f.result(10).status for f in sent] == [200] * 8
-    assert row_counts(pg)["orders"] == 16
+    assert [f.result(10).status for f in [plug, *sent]] == [200] * 9
+    assert gated.batches[0] == ["pay-8"]
+    assert row_counts(pg)["orders"] == 18
     assert_reconciled(pg)
     pool.shutdown()
