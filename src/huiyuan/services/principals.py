@@ -140,6 +140,14 @@ class KeyResolver:
         self.svc = svc
         self._cache: dict[str, tuple[float, Principal]] = {}
 
+    def cached(self, presented: str) -> Principal | None:
+        """The principal of a key resolved a moment ago, from memory (no I/O: the API asks
+        this on its event loop, and goes to the database, off the loop, only if it is not)."""
+        hit = self._cache.get(_hash(presented))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     def resolve(self, presented: str) -> Principal | None:
         digest = _hash(presented)
         hit = self._cache.get(digest)
