@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from bench import expiry, http_latency, ingest, machine, pgbench, scratch
 from bench.report import Result, print_table, say
 
-ALL = ("pgbench", "single", "async", "batch", "skew", "async-skew", "expiry", "http")
+ALL = ("pgbench", "single", "async", "batch", "skew", "async-skew", "http", "expiry")
 COMMANDS = ("all", *ALL, "profile")
 
 
