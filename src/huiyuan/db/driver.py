@@ -57,6 +57,14 @@ def one(
     return _run(conn, statement, params, fetched)
 
 
+def execute(
+    conn: Connection, statement: ClauseElement | str, params: Mapping[str, Any] | tuple[Any, ...]
+) -> int:
+    """Run ``statement`` (see ``rows``), which returns no rows; the rows it changed."""
+    count: int = _run(conn, statement, params, lambda cursor: cursor.rowcount)
+    return count
+
+
 def _run(conn: Connection, statement: Any, params: Any, fetch: Any) -> Any:
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)

@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from huiyuan.db import driver
 from huiyuan.db.tables import (
     budget_purchases,
     budget_slices,
@@ -138,17 +139,17 @@ def lock_account(conn: Connection, program_id: str, member_id: str, at: datetime
     """The member's balance row in a program, created empty if need be, locked until commit;
     its ``lapsed`` says whether any of the member's open lots is past its expiry at ``at``."""
     params = {"p_program": program_id, "p_member": member_id, "p_now": at}
-    row = conn.execute(_LOCK_ACCOUNT, params).first()
-    if row is None:
+    found = _rows(conn, _LOCK_ACCOUNT, params)
+    if not found:
         insert_ignore(
             conn,
             point_accounts,
             empty_account(program_id, member_id, at),
             ["program_id", "member_id"],
         )
-        row = conn.execute(_LOCK_ACCOUNT, params).first()
-    assert row is not None
-    return row
+        found = _rows(conn, _LOCK_ACCOUNT, params)
+    assert found
+    return found[0]  # type: ignore[no-any-return]
 
 
 def get_account(conn: Connection, program_id: str, member_id: str) -> Row[Any] | None:
@@ -169,7 +170,8 @@ def move_balances(
     reserved: int = 0,
     debt: int = 0,
 ) -> None:
-    conn.execute(
+    _execute(
+        conn,
         _MOVE,
         {
             "p_program": program_id,
@@ -189,11 +191,14 @@ def insert_txn(conn: Connection, row: dict[str, Any]) -> int | None:
     return None if found is None else int(found[0])
 
 
+_FIND_TXN = select(point_txns).where(
+    point_txns.c.program_id == bindparam("p_program"), point_txns.c.idem_key == bindparam("p_key")
+)
+
+
 def find_txn(conn: Connection, program_id: str, idem_key: str) -> Row[Any] | None:
-    query = select(point_txns).where(
-        point_txns.c.program_id == program_id, point_txns.c.idem_key == idem_key
-    )
-    return conn.execute(query).first()
+    found = _rows(conn, _FIND_TXN, {"p_program": program_id, "p_key": idem_key})
+    return found[0] if found else None
 
 
 def insert_entries(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -206,7 +211,24 @@ def insert_lot(conn: Connection, row: dict[str, Any]) -> int:
 
 
 def spendable_lots(conn: Connection, program_id: str, member_id: str) -> Sequence[Any]:
-    return conn.execute(_SPENDABLE_LOTS, {"p_program": program_id, "p_member": member_id}).all()
+    return _rows(conn, _SPENDABLE_LOTS, {"p_program": program_id, "p_member": member_id})
+
+
+# The spend path's constant statements run on PostgreSQL on the driver's own connection,
+# prepared, without SQLAlchemy's per-statement work (``db.driver``): a redemption sends ten.
+
+
+def _rows(conn: Connection, statement: Any, params: dict[str, Any]) -> Sequence[Any]:
+    if driver.is_pg(conn):
+        return driver.rows(conn, statement, params)
+    return conn.execute(statement, params).all()
+
+
+def _execute(conn: Connection, statement: Any, params: dict[str, Any]) -> None:
+    if driver.is_pg(conn):
+        driver.execute(conn, statement, params)
+    else:
+        conn.execute(statement, params)
 
 
 def unrestored_draws(conn: Connection, txn_id: int) -> int:
