@@ -112,5 +112,5 @@ def test_http_latency_load_earns_and_redeems_through_the_api() -> None:
     # every answered redemption left its transaction, every answered earn its order (the
     # holders' 20 seed orders, the prototype's and the check's besides)
     answered = [result.warm, result.peak, result.half]
-    assert redeemed == sum(len(p.latencies_ms["redeem"]) for p in answered)
-    assert paid == 22 + sum(len(p.latencies_ms["earn"]) for p in answered)
+    assert redeemed == sum(len(p.latencies_ms["redeem"]) + p.ramp["redeem"] for p in answered)
+    assert paid == 22 + sum(len(p.latencies_ms["earn"]) + p.ramp["earn"] for p in answered)
