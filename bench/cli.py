@@ -13,7 +13,8 @@ import platform
 import subprocess
 import sys
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
 from bench import expiry, http_latency, ingest, machine, pgbench, scratch
@@ -170,11 +171,17 @@ class Run:
             )
         return self._template
 
-    def load(self, kind: str, label: str, **spec: object) -> ingest.LoadResult:
+    @contextmanager
+    def members_copy(self, kind: str, label: str) -> Iterator[str]:
+        """A scratch database copied from the seeded members' template; yields its URL."""
         name = scratch.db_name(kind, self.cfg.tag)
         template = self.template()
         say(f"{label}: copying the seeded members into {name} …")
         with scratch.scratch(name, self.cfg.admin_url, template=template) as url:
+            yield url
+
+    def load(self, kind: str, label: str, **spec: object) -> ingest.LoadResult:
+        with self.members_copy(kind, label) as url:
             load = ingest.LoadSpec(
                 url=url,
                 members=self.cfg.members,
@@ -316,10 +323,7 @@ class Run:
         self.results.append(self._disturbance(row, *result.foreign))
 
     def http(self) -> None:
-        name = scratch.db_name("http", self.cfg.tag)
-        template = self.template()
-        say(f"http: copying the seeded members into {name} …")
-        with scratch.scratch(name, self.cfg.admin_url, template=template) as url:
+        with self.members_copy("http", "http") as url:
             spec = http_latency.HttpSpec(
                 url=url,
                 members=self.cfg.members,

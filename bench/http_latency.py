@@ -115,7 +115,7 @@ def run(spec: HttpSpec) -> HttpResult:
         ingest.analyze(spec.url)
         # Write out what earlier work left dirty (seeding, an expiry benchmark's million lots):
         # a checkpoint it triggers would otherwise stall the phases' commits for seconds.
-        _checkpoint(spec.url)
+        ingest.maintain(spec.url, "CHECKPOINT")
         stopwatch = machine.Stopwatch()
         peak = _phase(spec, base, key, spec.seconds, rate=None)
         say(
@@ -186,18 +186,6 @@ def _seed(spec: HttpSpec) -> str:
     svc.engine.dispose()
     say(f"http: {spec.holders:,} members given 1,000 points each to redeem")
     return key
-
-
-def _checkpoint(url: str) -> None:
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("CHECKPOINT"))
-    finally:
-        engine.dispose()
 
 
 def _free_port() -> int:

@@ -560,7 +560,9 @@ def member_template(
         yield name
 
 
-def analyze(url: str) -> float:
+def maintain(url: str, *commands: str) -> float:
+    """Run maintenance commands (``ANALYZE``, ``VACUUM``, ``CHECKPOINT``), each outside a
+    transaction, on the scratch database at ``url``; returns seconds."""
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
@@ -568,20 +570,16 @@ def analyze(url: str) -> float:
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            conn.execute(sa.text("ANALYZE"))
+            for command in commands:
+                conn.execute(sa.text(command))
     finally:
         engine.dispose()
     return time.perf_counter() - started
 
 
-def _vacuum(url: str) -> None:
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
+def analyze(url: str) -> float:
+    return maintain(url, "ANALYZE")
 
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("VACUUM ANALYZE"))
-            conn.execute(sa.text("CHECKPOINT"))
-    finally:
-        engine.dispose()
+
+def _vacuum(url: str) -> None:
+    maintain(url, "VACUUM ANALYZE", "CHECKPOINT")
