@@ -297,30 +297,43 @@ class PointsBook:
             ),
         )
 
-    def write_legs(self, txn_id: int, legs: list[Leg], occurred_at: datetime | None) -> None:
+    def write_legs(
+        self,
+        txn_id: int,
+        legs: list[Leg],
+        occurred_at: datetime | None,
+        *,
+        takes: list[tuple[int, int]] | None = None,
+        draw_kind: str | None = None,
+    ) -> None:
+        """Write the legs as entries and move the member's balances; ``takes`` (lot, points):
+        what a spend takes from lots, written with its draws (``draw_kind``) in the same
+        statement (``points_repo.write_movement``)."""
         if sum(leg.amount for leg in legs) != 0:
             raise AssertionError(f"unbalanced legs: {legs}")
         at = occurred_at or self.at
-        points_repo.insert_entries(
-            self.conn, entry_rows(txn_id, self.program_id, self.member_id, legs, at)
-        )
         self._repaying = 0  # written below: the balance says what is still owed
         delta = {"available": 0, "pending": 0, "debt": 0}
         for leg in legs:
             if leg.account == "member":
                 delta[leg.bucket] += leg.amount
-        if any(delta.values()):
-            balances = self.balances()
-            # The debt column holds what is owed: the negative of the debt bucket.
-            points_repo.move_balances(
-                self.conn,
-                self.program_id,
-                self.member_id,
-                self.svc.now(),
-                available=delta["available"],
-                pending=delta["pending"],
-                debt=-delta["debt"],
-            )
+        moves = any(delta.values())
+        balances = self.balances() if moves else None  # locked, and read before it moves
+        # The debt column holds what is owed: the negative of the debt bucket.
+        points_repo.write_movement(
+            self.conn,
+            entry_rows(txn_id, self.program_id, self.member_id, legs, at),
+            self.program_id,
+            self.member_id,
+            self.svc.now(),
+            available=delta["available"],
+            pending=delta["pending"],
+            debt=-delta["debt"],
+            takes=takes or (),
+            txn_id=txn_id,
+            draw_kind=draw_kind,
+        )
+        if balances is not None:
             balances["available"] += delta["available"]
             balances["pending"] += delta["pending"]
             balances["debt"] -= delta["debt"]
@@ -460,10 +473,10 @@ class PointsBook:
         txn_id = self.open_txn(kind, idem_key, reason, order_id=order_id, occurred_at=occurred_at)
         if txn_id is None:
             return None
-        plan = self._take_lots(txn_id, kind, amount, alive_only=not capturing)
+        plan = self._take_lots(txn_id, kind, amount, alive_only=not capturing, write=False)
         legs = [Leg("member", "available", -take, lot) for lot, take in plan]
         legs.append(Leg(counter_account, "total", amount))
-        self.write_legs(txn_id, legs, occurred_at)
+        self.write_legs(txn_id, legs, occurred_at, takes=plan, draw_kind=kind)
         return txn_id
 
     def _take_lots(
@@ -474,9 +487,11 @@ class PointsBook:
         first_lot: int | None = None,
         *,
         alive_only: bool,
+        write: bool = True,
     ) -> list[tuple[int, int]]:
         """Take ``amount`` from the lots (``first_lot`` first), oldest expiry first;
-        ``alive_only``: not from lots past their expiry (what holds keep: see ``spendable``)."""
+        ``alive_only``: not from lots past their expiry (what holds keep: see ``spendable``);
+        ``write=False``: only plan it (the caller writes it with its legs: ``write_legs``)."""
         now = self._instant()
         lots = [
             dp.LotBalance(r.id, int(r.remaining), r.expires_at)
@@ -491,6 +506,8 @@ class PointsBook:
                 plan.append((own.lot_id, take))
                 lots = [lot for lot in lots if lot.lot_id != first_lot]
         plan += dp.plan_draws(lots, amount - sum(t for _, t in plan))
+        if not write:
+            return plan
         points_repo.take_from_lots(self.conn, plan)
         points_repo.insert_draws(
             self.conn,
