@@ -32,9 +32,10 @@ from huiyuan.services.program_access import program_for_key
 def member_book(
     svc: Services, conn: Connection, program: str, member_id: str, actor: str
 ) -> PointsBook:
-    if members_repo.lock_member(conn, member_id) is None:
+    member, enrolled = members_repo.lock_member_with_programs(conn, member_id)
+    if member is None:
         raise not_found(MemberError.NOT_FOUND, f"no member {member_id!r}")
-    if program not in members_repo.enrolled_program_ids(conn, member_id):
+    if program not in enrolled:
         raise not_found(
             PointsError.PROGRAM_NOT_ENROLLED, f"member {member_id!r} is not enrolled in {program!r}"
         )
