@@ -29,13 +29,14 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench import ingest, machine
 from bench.report import say
@@ -105,10 +106,10 @@ class HttpResult:
 def run(spec: HttpSpec) -> HttpResult:
     key = _seed(spec)
     port = _free_port()
-    server = _serve(spec, port)
+    server, log = _serve(spec, port)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, server)
+        _wait_ready(base, server, log)
         say(f"http: {spec.clients} client procs x {spec.threads} threads against {base} …")
         warm = _phase(spec, base, key, spec.warmup, rate=None)
         say(f"  http warm-up: {warm.rate:,.0f} requests/s")
@@ -141,6 +142,7 @@ def run(spec: HttpSpec) -> HttpResult:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        log.close()
 
 
 # ---------------------------------------------------------------- setting up
@@ -194,7 +196,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(spec: HttpSpec, port: int) -> subprocess.Popen[bytes]:
+def _serve(spec: HttpSpec, port: int) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
     command = [
         str(Path(sys.executable).with_name("huiyuan")),
         "serve",
@@ -204,16 +206,26 @@ def _serve(spec: HttpSpec, port: int) -> subprocess.Popen[bytes]:
         str(spec.server_workers),
     ]
     env = {**os.environ, "HUIYUAN_DATABASE_URL": spec.url, "HUIYUAN_LOG_LEVEL": "WARNING"}
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its output goes to a file, not a pipe: a pipe nobody reads would block the server once
+    # full, which would show as latency.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by ``run`` once the server stopped
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
 
-def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def _output(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def _wait_ready(
+    base: str, server: subprocess.Popen[bytes], log: IO[bytes], timeout: float = 60.0
+) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            err = server.stderr.read().decode() if server.stderr else ""
+            err = _output(log)
             raise RuntimeError(f"huiyuan serve exited: {err[-2000:]}")
         try:
             if httpx.get(f"{base}/healthz", timeout=1.0).status_code == 200:
