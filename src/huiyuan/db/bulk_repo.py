@@ -47,7 +47,7 @@ from huiyuan.db.tables import (
     point_accounts,
     subscriptions,
 )
-from huiyuan.db.types import UTCDateTime, as_json
+from huiyuan.db.types import as_json, refuse_naive
 from huiyuan.db.upsert import insert_ignore
 
 _MOVE_PENDING = (
@@ -496,18 +496,6 @@ def _fetch(conn: Connection, statement: Any, params: dict[str, Any]) -> Sequence
     return conn.execute(statement, params).all()
 
 
-def refuse_naive(table: Table, rows: list[dict[str, Any]]) -> None:
-    """As ``UTCDateTime`` refuses a naive instant when bound, for rows sent as JSON."""
-    for name in _instant_columns(table):
-        if name in rows[0] and any(r[name] is not None and r[name].tzinfo is None for r in rows):
-            raise ValueError(f"{table.name}.{name}: naive datetime refused")
-
-
 @cache
 def _column_names(table: Table) -> frozenset[str]:
     return frozenset(table.columns.keys())
-
-
-@cache
-def _instant_columns(table: Table) -> tuple[str, ...]:
-    return tuple(c.name for c in table.columns if isinstance(c.type, UTCDateTime))

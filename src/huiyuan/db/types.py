@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -46,6 +47,18 @@ def json_type() -> Any:
 def as_json(rows: Any) -> str:
     """Rows as one JSON document for ``jsonb_populate_recordset`` and the like: instants as
     ISO 8601 with their offset, dates as ISO 8601 (orjson: a tenth of the standard library's
-    time on a batch's rows). An instant must carry its zone — ``bulk_repo.refuse_naive``
-    checks a table's rows; a naive one would be read in the session's zone."""
+    time on a batch's rows). An instant must carry its zone — ``refuse_naive`` checks a
+    table's rows; a naive one would be read in the session's zone."""
     return orjson.dumps(rows).decode()
+
+
+def refuse_naive(table: Table, rows: list[dict[str, Any]]) -> None:
+    """As ``UTCDateTime`` refuses a naive instant when bound, for rows sent as JSON."""
+    for name in _instant_columns(table) if rows else ():
+        if name in rows[0] and any(r[name] is not None and r[name].tzinfo is None for r in rows):
+            raise ValueError(f"{table.name}.{name}: naive datetime refused")
+
+
+@cache
+def _instant_columns(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.columns if isinstance(c.type, UTCDateTime))

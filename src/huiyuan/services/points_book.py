@@ -170,7 +170,7 @@ class PointsBook:
         self._kept = 0  # points past their expiry a checkout hold keeps (see ``expire_due``)
         self._repaying = 0  # debt repaid by legs built and not yet written (``_into_available``)
         # The instant the account was locked at: what is past its expiry is judged then, once
-        # for the whole book (``expire_due``, ``_take_lots``).
+        # for the whole book (``expire_due``, ``_plan_takes``).
         self._now: datetime | None = None
         self._any_lapsed = False  # the member had lots past their expiry then (``lock_account``)
 
@@ -473,25 +473,18 @@ class PointsBook:
         txn_id = self.open_txn(kind, idem_key, reason, order_id=order_id, occurred_at=occurred_at)
         if txn_id is None:
             return None
-        plan = self._take_lots(txn_id, kind, amount, alive_only=not capturing, write=False)
+        plan = self._plan_takes(amount, alive_only=not capturing)
         legs = [Leg("member", "available", -take, lot) for lot, take in plan]
         legs.append(Leg(counter_account, "total", amount))
         self.write_legs(txn_id, legs, occurred_at, takes=plan, draw_kind=kind)
         return txn_id
 
-    def _take_lots(
-        self,
-        txn_id: int,
-        kind: str,
-        amount: int,
-        first_lot: int | None = None,
-        *,
-        alive_only: bool,
-        write: bool = True,
+    def _plan_takes(
+        self, amount: int, first_lot: int | None = None, *, alive_only: bool
     ) -> list[tuple[int, int]]:
-        """Take ``amount`` from the lots (``first_lot`` first), oldest expiry first;
-        ``alive_only``: not from lots past their expiry (what holds keep: see ``spendable``);
-        ``write=False``: only plan it (the caller writes it with its legs: ``write_legs``)."""
+        """Which lots a spend of ``amount`` takes from (``first_lot`` first), oldest expiry
+        first: ``[(lot, points)]``, written with the spend's legs (``write_legs(takes=…)``);
+        ``alive_only``: not from lots past their expiry (what holds keep: see ``spendable``)."""
         now = self._instant()
         lots = [
             dp.LotBalance(r.id, int(r.remaining), r.expires_at)
@@ -506,16 +499,6 @@ class PointsBook:
                 plan.append((own.lot_id, take))
                 lots = [lot for lot in lots if lot.lot_id != first_lot]
         plan += dp.plan_draws(lots, amount - sum(t for _, t in plan))
-        if not write:
-            return plan
-        points_repo.take_from_lots(self.conn, plan)
-        points_repo.insert_draws(
-            self.conn,
-            [
-                {"txn_id": txn_id, "lot_id": lot, "kind": kind, "amount": take, "restored": 0}
-                for lot, take in plan
-            ],
-        )
         return plan
 
     def restore(
@@ -626,6 +609,7 @@ class PointsBook:
         issuer_account = issued(lot.issuer)
         legs: list[Leg] = [Leg(issuer_account, "total", due, lot.id)]
         values: dict[str, Any] = {"clawed": lot.clawed + due}
+        plan: list[tuple[int, int]] = []  # what is taken from the member's lots
         if lot.status == "pending":
             take = min(due, lot.remaining)
             legs.append(Leg("member", "pending", -take, lot.id))
@@ -644,9 +628,7 @@ class PointsBook:
                 left -= absorb
             if left:
                 free = max(self.spendable, 0)
-                plan = self._take_lots(
-                    txn_id, "clawback", min(left, free), first_lot=lot.id, alive_only=True
-                )
+                plan = self._plan_takes(min(left, free), first_lot=lot.id, alive_only=True)
                 legs += [Leg("member", "available", -take, lot_id) for lot_id, take in plan]
                 left -= sum(take for _, take in plan)
             if left:
@@ -655,7 +637,7 @@ class PointsBook:
                 else:
                     legs.append(Leg(WRITTEN_OFF, "total", -left, lot.id))
         points_repo.update_lot(self.conn, lot.id, values)
-        self.write_legs(txn_id, legs, at)
+        self.write_legs(txn_id, legs, at, takes=plan, draw_kind="clawback")
         uncovered = -sum(leg.amount for leg in legs if leg.bucket == "debt") - sum(
             leg.amount for leg in legs if leg.account == WRITTEN_OFF
         )

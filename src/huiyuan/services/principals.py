@@ -143,21 +143,24 @@ class KeyResolver:
     def cached(self, presented: str) -> Principal | None:
         """The principal of a key resolved a moment ago, from memory (no I/O: the API asks
         this on its event loop, and goes to the database, off the loop, only if it is not)."""
-        hit = self._cache.get(_hash(presented))
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        return None
+        return self._hit(_hash(presented))
 
     def resolve(self, presented: str) -> Principal | None:
         digest = _hash(presented)
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+        principal = self._hit(digest)
+        if principal is not None:
+            return principal
         principal = self._lookup(presented, digest)
         if principal is not None and self.svc.settings.api_key_cache_seconds > 0:
             expires = time.monotonic() + self.svc.settings.api_key_cache_seconds
             self._cache[digest] = (expires, principal)
         return principal
+
+    def _hit(self, digest: str) -> Principal | None:
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
 
     def _lookup(self, presented: str, digest: str) -> Principal | None:
         parts = presented.split("_")
