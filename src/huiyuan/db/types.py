@@ -7,6 +7,7 @@ from functools import cache
 from typing import Any
 
 import orjson
+from psycopg.types.json import Jsonb
 from sqlalchemy import JSON, DateTime, Table
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -44,12 +45,13 @@ def json_type() -> Any:
     return JSON().with_variant(JSONB(), "postgresql")
 
 
-def as_json(rows: Any) -> str:
-    """Rows as one JSON document for ``jsonb_populate_recordset`` and the like: instants as
-    ISO 8601 with their offset, dates as ISO 8601 (orjson: a tenth of the standard library's
-    time on a batch's rows). An instant must carry its zone — ``refuse_naive`` checks a
-    table's rows; a naive one would be read in the session's zone."""
-    return orjson.dumps(rows).decode()
+def as_json(rows: Any) -> Jsonb:
+    """Rows as one JSON document for ``jsonb_populate_recordset`` and the like (a ``jsonb``
+    parameter of the driver): instants as ISO 8601 with their offset, dates as ISO 8601.
+    orjson writes it in a tenth of the standard library's time, and as UTF-8 bytes the driver
+    sends as they are. An instant must carry its zone — ``refuse_naive`` checks a table's
+    rows; a naive one would be read in the session's zone."""
+    return Jsonb(rows, dumps=orjson.dumps)
 
 
 def refuse_naive(table: Table, rows: list[dict[str, Any]]) -> None:
