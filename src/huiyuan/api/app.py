@@ -97,11 +97,12 @@ STALE_AFTER = timedelta(seconds=2)  # younger queued events are left to the requ
 
 
 @asynccontextmanager
-async def _sweeping(svc: Services, _app: FastAPI) -> AsyncIterator[None]:
+async def _sweeping(svc: Services, app: FastAPI) -> AsyncIterator[None]:
     """While the API runs on PostgreSQL with group commit: every
     ``group_commit_sweep_seconds``, apply single events left queued for more than a moment
     (their leader died, and no request of their partition came since) — ``drain`` without
-    waiting for the nightly jobs. Harmless with several workers: partitions are locked."""
+    waiting for the nightly jobs. Harmless with several workers: partitions are locked.
+    At the end, the key resolver's refreshing thread is stopped."""
     every = svc.settings.group_commit_sweep_seconds
     task = None
     if group_commit.enabled(svc) and every > 0:
@@ -113,6 +114,7 @@ async def _sweeping(svc: Services, _app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await asyncio.to_thread(app.state.key_resolver.close)
 
 
 async def _sweep(svc: Services, every: float) -> None:

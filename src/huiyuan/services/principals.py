@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -19,6 +23,8 @@ from huiyuan.db import owners_repo
 from huiyuan.db.audit_repo import record_audit
 from huiyuan.domain.errors import AdminError, DomainError, ErrorKind, forbidden, not_found
 from huiyuan.services.context import PLATFORM_OWNER, Services
+
+log = logging.getLogger(__name__)
 
 
 class Scope(StrEnum):
@@ -132,40 +138,94 @@ def revoke_api_key(svc: Services, prefix: str, *, actor: str) -> None:
         tx.commit()
 
 
+@dataclass(slots=True)
+class _Cached:
+    principal: Principal
+    refresh_at: float  # past this, the next hit has the key looked up again, off the request
+    expires: float  # past this, the key is looked up before it is trusted again
+    refreshing: bool = False
+
+
 class KeyResolver:
     """Turns a presented key into a principal, caching hits briefly (revocation takes effect
-    within ``api_key_cache_seconds``)."""
+    within ``api_key_cache_seconds``).
 
-    def __init__(self, svc: Services) -> None:
+    A key in use is looked up again *before* its entry expires: the first hit past half of its
+    life hands the lookup to a thread of the resolver's own and is answered from memory, as are
+    the hits that follow until the lookup returns. So no request of a key in use waits for
+    the database to check it (each one did when its entry had just expired, all of them at
+    once on a busy process), and a revocation still takes effect within
+    ``api_key_cache_seconds``: half of it on a key in use."""
+
+    def __init__(self, svc: Services, clock: Callable[[], float] = time.monotonic) -> None:
         self.svc = svc
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._clock = clock
+        self._cache: dict[str, _Cached] = {}
+        self._mutex = threading.Lock()
+        self._refresher: ThreadPoolExecutor | None = None
+        self.lookups = 0  # keys looked up in the database, for tests and diagnostics
 
     def cached(self, presented: str) -> Principal | None:
         """The principal of a key resolved a moment ago, from memory (no I/O: the API asks
         this on its event loop, and goes to the database, off the loop, only if it is not)."""
-        return self._hit(_hash(presented))
+        return self._hit(presented, _hash(presented))
 
     def resolve(self, presented: str) -> Principal | None:
         digest = _hash(presented)
-        principal = self._hit(digest)
+        principal = self._hit(presented, digest)
         if principal is not None:
             return principal
+        return self._renew(presented, digest)
+
+    def _hit(self, presented: str, digest: str) -> Principal | None:
+        entry = self._cache.get(digest)
+        now = self._clock()
+        if entry is None or entry.expires <= now:
+            return None
+        if entry.refresh_at <= now and not entry.refreshing:
+            with self._mutex:
+                due, entry.refreshing = not entry.refreshing, True
+            if due:
+                self._refresh_soon(presented, digest)
+        return entry.principal
+
+    def _renew(self, presented: str, digest: str) -> Principal | None:
+        """Look the key up and remember the answer (a revoked key is forgotten)."""
         principal = self._lookup(presented, digest)
-        if principal is not None and self.svc.settings.api_key_cache_seconds > 0:
-            expires = time.monotonic() + self.svc.settings.api_key_cache_seconds
-            self._cache[digest] = (expires, principal)
+        ttl = self.svc.settings.api_key_cache_seconds
+        if principal is None or ttl <= 0:
+            self._cache.pop(digest, None)
+        else:
+            now = self._clock()
+            self._cache[digest] = _Cached(principal, now + ttl / 2, now + ttl)
         return principal
 
-    def _hit(self, digest: str) -> Principal | None:
-        hit = self._cache.get(digest)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
-        return None
+    def _refresh_soon(self, presented: str, digest: str) -> None:
+        with self._mutex:
+            if self._refresher is None:
+                self._refresher = ThreadPoolExecutor(1, thread_name_prefix="key-refresh")
+            self._refresher.submit(self._refresh, presented, digest)
+
+    def _refresh(self, presented: str, digest: str) -> None:
+        try:
+            self._renew(presented, digest)
+        except Exception:  # the entry stays until it expires; then a request looks it up
+            log.exception("looking an API key up again failed")
+            entry = self._cache.get(digest)
+            if entry is not None:
+                entry.refreshing = False
+
+    def close(self) -> None:
+        with self._mutex:
+            refresher, self._refresher = self._refresher, None
+        if refresher is not None:
+            refresher.shutdown(wait=True)
 
     def _lookup(self, presented: str, digest: str) -> Principal | None:
         parts = presented.split("_")
         if len(parts) < 3 or parts[0] != "hy":
             return None
+        self.lookups += 1
         with self.svc.engine.connect() as conn:
             row = owners_repo.find_api_key(conn, parts[1])
         if row is None or row.revoked_at is not None:
