@@ -427,7 +427,18 @@ Index(
     point_lots.c.status,
     point_lots.c.expires_at,
 )
-Index("ix_point_lots_expiry", point_lots.c.status, point_lots.c.expires_at)
+Index(  # the expiry and reminder jobs (migration 0013)
+    "ix_point_lots_expiry",
+    point_lots.c.expires_at,
+    postgresql_where=point_lots.c.status == "active",
+    sqlite_where=point_lots.c.status == "active",
+)
+Index(  # the release job: lots of completed orders waiting out their return window (0013)
+    "ix_point_lots_release",
+    point_lots.c.release_due_at,
+    postgresql_where=(point_lots.c.status == "pending") & point_lots.c.release_due_at.is_not(None),
+    sqlite_where=(point_lots.c.status == "pending") & point_lots.c.release_due_at.is_not(None),
+)
 Index("ix_point_lots_order", point_lots.c.order_id)
 
 point_draws = Table(
