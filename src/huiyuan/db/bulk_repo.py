@@ -43,11 +43,12 @@ from huiyuan.db.tables import (
     events,
     member_tiers,
     members,
+    metadata,
     orders,
     point_accounts,
     subscriptions,
 )
-from huiyuan.db.types import as_json, refuse_naive
+from huiyuan.db.types import as_json, as_jsonb, has_json_columns, refuse_naive
 from huiyuan.db.upsert import insert_ignore
 
 _MOVE_PENDING = (
@@ -435,8 +436,8 @@ def write(
             )
         return
     params: dict[str, Any] = {}
-    for n, (_, rows) in enumerate(inserts):
-        params[f"r{n}"] = as_json(rows)
+    for n, (table, rows) in enumerate(inserts):
+        params[f"r{n}"] = as_jsonb(rows) if has_json_columns(table) else as_json(rows)
     if moves:
         params["at"] = at
         params["move_p"] = [p for (p, _), _ in moves]
@@ -456,9 +457,10 @@ def _write_sql(shape: tuple[tuple[str, tuple[str, ...]], ...], moves: bool, term
     for n, (table, columns) in enumerate(shape):
         # Identifiers only, from the schema (``write`` checked them); every value is a parameter.
         names = ", ".join(f'"{c}"' for c in columns)
+        kind = "jsonb" if has_json_columns(metadata.tables[table]) else "json"  # as in write
         parts.append(
             f"i{n} AS (INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608
-            f"FROM jsonb_populate_recordset(CAST(NULL AS {table}), CAST(%(r{n})s AS jsonb)))"
+            f"FROM {kind}_populate_recordset(CAST(NULL AS {table}), CAST(%(r{n})s AS {kind})))"
         )
     if moves:
         # Arrays, not a JSON document: the planner knows how many rows ``unnest`` gives (or

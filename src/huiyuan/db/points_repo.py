@@ -264,8 +264,8 @@ def _movement_sql(takes: bool, moves: bool) -> str:
     parts = [
         "entries AS (INSERT INTO point_entries (txn_id, program_id, member_id, account, bucket, "
         "amount, lot_id, occurred_at) SELECT txn_id, program_id, member_id, account, bucket, "
-        "amount, lot_id, occurred_at FROM jsonb_populate_recordset(CAST(NULL AS point_entries), "
-        "CAST(%(entries)s AS jsonb)))"
+        "amount, lot_id, occurred_at FROM json_populate_recordset(CAST(NULL AS point_entries), "
+        "CAST(%(entries)s AS json)))"
     ]
     if takes:
         parts += [
