@@ -6,15 +6,17 @@ conflict), across versions of Huiyuan: the canonical JSON must never change."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from hashlib import sha256
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
-from huiyuan.schemas.validation import body_hash, parse_event
+from huiyuan.schemas.events import DATA_MODELS
+from huiyuan.schemas.validation import DATE_FIELDS, body_hash, parse_event
 
 
 def _reference(raw: Any) -> str:
@@ -89,3 +91,35 @@ NOW = datetime(2026, 11, 25, tzinfo=UTC)
 )
 def test_a_valid_event_is_hashed_as_the_standard_library_writes_it(raw: dict[str, Any]) -> None:
     assert parse_event(raw, NOW).body_hash == _reference(raw)
+
+
+def _date_fields(model: type[BaseModel], path: str = "") -> set[str]:
+    found = set()
+    for name, info in model.model_fields.items():
+        for kind in _types_in(info.annotation):
+            if isinstance(kind, type) and issubclass(kind, date):
+                found.add(path + name)
+            elif isinstance(kind, type) and issubclass(kind, BaseModel):
+                found |= _date_fields(kind, f"{path}{name}.")
+    return found
+
+
+def _types_in(annotation: Any) -> list[Any]:
+    args = get_args(annotation)
+    if not args:
+        return [annotation]
+    return [t for arg in args for t in _types_in(arg)]
+
+
+def test_dates_are_the_only_way_a_float_gets_into_a_known_event():
+    # a known type's numbers are StrictInt; dates and instants also take a number: the hash
+    # looks for floats in exactly those fields
+    dated = {f for model in DATA_MODELS.values() for f in _date_fields(model)}
+    assert dated == set(DATE_FIELDS)
+    floats = {
+        f"{model.__name__}.{name}"
+        for model in DATA_MODELS.values()
+        for name, info in model.model_fields.items()
+        if float in _types_in(info.annotation)
+    }
+    assert floats == set()
