@@ -1,4 +1,4 @@
-"""Where one ``order.paid`` spends its time (``python -m bench profile``).
+"""Where one ``order.paid`` — and one redemption — spends its time (``python -m bench profile``).
 
 In one process, sequentially, on a scratch database with seeded members:
 1. the SQL statements one event sends (an existing member and a new one), and the round trips
@@ -8,7 +8,10 @@ In one process, sequentially, on a scratch database with seeded members:
    throughput of any number of workers;
 3. the same with ``synchronous_commit=off`` for the session, which shows what the WAL flush at
    commit costs (for diagnosis only: the benchmarks keep commits durable);
-4. a cProfile of a few hundred events, grouped into SQLAlchemy, pydantic, psycopg and Huiyuan.
+4. a direct redemption of one point (``services.points.redeem``, what
+   ``POST /v1/members/{id}/points/redemptions`` calls): its statements and round trips, and its
+   CPU in the client and the backend over a few hundred in a row;
+5. a cProfile of a few hundred events, grouped into SQLAlchemy, pydantic, psycopg and Huiyuan.
 """
 
 from __future__ import annotations
@@ -222,7 +225,9 @@ def run(tag: str = "", admin_url: str = scratch.ADMIN_URL, events_n: int = 600) 
                 say(f"  WARNING: {foreign.describe()}; these figures are inflated")
             engine.dispose()
 
-        # 4. cProfile
+        _redemptions(svc, url, rng, events_n)
+
+        # 5. cProfile
         batch = _events("prof", events_n, MEMBERS, rng)
         profiler = cProfile.Profile()
         profiler.enable()
@@ -231,6 +236,77 @@ def run(tag: str = "", admin_url: str = scratch.ADMIN_URL, events_n: int = 600) 
         profiler.disable()
         _report_profile(profiler, len(batch))
         svc.engine.dispose()
+
+
+HOLDERS = 200
+
+
+def _redemptions(svc: Any, url: str, rng: random.Random, count: int) -> None:
+    """A direct redemption (``POST /v1/members/{id}/points/redemptions``, the service call):
+    its statements, and its CPU in the client and in the backend, one after another."""
+    from huiyuan.services import events, points
+    from huiyuan.services.context import Services
+    from huiyuan.services.principals import SYSTEM
+
+    at = datetime.now(UTC) - timedelta(hours=12)
+    completions = [
+        {
+            "id": f"done-{i}",
+            "type": "order.completed",
+            "occurred_at": at.isoformat(),
+            "member_id": ingest.member_id(i),
+            "data": {"order_id": f"oseed-{i}"},
+        }
+        for i in range(HOLDERS)
+    ]
+    events.ingest_batch(svc, SYSTEM, completions)  # the seed orders' points become available
+    with svc.engine.connect() as conn:  # a gift card alone earns nothing: those who hold some
+        holders = (
+            conn.execute(
+                sa.text("select member_id from point_accounts where available >= 50 order by 1")
+            )
+            .scalars()
+            .all()
+        )
+    counter = iter(range(10**9))
+
+    def redeem(services: Any) -> None:
+        member = rng.choice(holders)
+        request = f"r{next(counter)}"
+        points.redeem(services, SYSTEM, member, request, 1, "bench", None)
+
+    counting = Counting(svc.engine)
+    redeem(svc)  # caches
+    counting.reset()
+    redeem(svc)
+    kinds = Counter(_summarise(s) for s in counting.statements)
+    say(
+        f"\nredemption of 1 point: {len(counting.statements)} SQL statements + "
+        f"{counting.pings} pre-ping + BEGIN + COMMIT = "
+        f"{len(counting.statements) + counting.pings + 2} round trips"
+    )
+    for kind, n in kinds.most_common():
+        say(f"  {n} × {kind}")
+    engine = sa.create_engine(url, pool_size=1, pool_pre_ping=True)
+    timed = Services(engine=engine, settings=svc.settings)
+    with engine.connect() as conn:
+        backend = conn.execute(sa.text("select pg_backend_pid()")).scalar_one()
+    redeem(timed)
+    stopwatch = machine.Stopwatch()
+    wall, cpu, server = time.perf_counter(), time.process_time(), _backend_cpu(backend)
+    for _ in range(count):
+        redeem(timed)
+    foreign = stopwatch.stop()
+    wall = (time.perf_counter() - wall) / count * 1000
+    cpu = (time.process_time() - cpu) / count * 1000
+    server = (_backend_cpu(backend) - server) / count * 1000
+    say(
+        f"{count} sequential redemptions: {wall:.2f} ms wall each = {cpu:.2f} ms client CPU + "
+        f"{server:.2f} ms backend CPU + {max(0.0, wall - cpu - server):.2f} ms waiting"
+    )
+    if foreign.disturbed:
+        say(f"  WARNING: {foreign.describe()}; these figures are inflated")
+    engine.dispose()
 
 
 _GROUPS = (
