@@ -105,9 +105,15 @@ def test_a_failed_refresh_leaves_the_entry_to_its_expiry_and_tries_again(keyed):
     assert resolver.cached(key.key) == first
     _settle(resolver)
     resolver._lookup = lookup  # type: ignore[method-assign]
+    looked = resolver.lookups
+    assert resolver.cached(key.key) == first  # within a second of the failure: no new try
+    _settle(resolver)
+    assert resolver.lookups == looked
+    ticks.now += 1
     assert resolver.cached(key.key) == first  # hands off another refresh, which works
     _settle(resolver)
-    ticks.now += 20  # past the first entry's expiry, within the renewed one's
+    assert resolver.lookups == looked + 1
+    ticks.now += 19  # past the first entry's expiry, within the renewed one's
     assert resolver.cached(key.key) == first
 
 

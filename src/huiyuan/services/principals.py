@@ -138,6 +138,9 @@ def revoke_api_key(svc: Services, prefix: str, *, actor: str) -> None:
         tx.commit()
 
 
+RETRY_SECONDS = 1.0  # after a failed refresh, before the next hit tries again
+
+
 @dataclass(slots=True)
 class _Cached:
     principal: Principal
@@ -210,9 +213,10 @@ class KeyResolver:
         try:
             self._renew(presented, digest)
         except Exception:  # the entry stays until it expires; then a request looks it up
-            log.exception("looking an API key up again failed")
+            log.exception("looking an API key up again failed; trying again in a second")
             entry = self._cache.get(digest)
-            if entry is not None:
+            if entry is not None:  # not at every hit while the database is away
+                entry.refresh_at = self._clock() + RETRY_SECONDS
                 entry.refreshing = False
 
     def close(self) -> None:
