@@ -226,8 +226,8 @@ order_items = Table(
     "order_items",
     metadata,
     Column("order_id", String(ID), ForeignKey("orders.order_id"), primary_key=True),
-    Column("line_no", Integer, primary_key=True),
-    Column("sku", String(ID), nullable=False),
+    Column("line_no", Integer, nullable=False),  # the order of the lines, not a key (0014)
+    Column("sku", String(ID), primary_key=True),  # refunds, reviews and benefits name a line so
     Column("name", String(200), nullable=False),
     Column("category", String(200)),
     Column("brand", String(200)),
@@ -237,7 +237,6 @@ order_items = Table(
     Column("virtual", Boolean, nullable=False),
     Column("refunded_quantity", Integer, nullable=False),
     Column("refunded_amount", BigInteger, nullable=False),
-    UniqueConstraint("order_id", "sku", name="uq_order_items_order_sku"),
     CheckConstraint("quantity > 0 and unit_price >= 0 and paid_amount >= 0", name="amounts"),
     CheckConstraint(
         "refunded_quantity between 0 and quantity and refunded_amount between 0 and paid_amount",
