@@ -22,8 +22,8 @@ def wallet_document(spend_order="principal_first", **wallet):
     return {"wallet": {"recharge_bonuses": TIERS, "spend_order": spend_order, **wallet}}
 
 
-def recharge(svc, clock, recharge_id, amount, member="u1", status=200, event_id=None, **kw):
-    body = event(
+def recharge_body(clock, recharge_id, amount, member="u1", event_id=None, **kw):
+    return event(
         event_id or f"rc-{recharge_id}",
         "wallet.recharged",
         member,
@@ -32,11 +32,15 @@ def recharge(svc, clock, recharge_id, amount, member="u1", status=200, event_id=
         amount=amount,
         **kw,
     )
+
+
+def recharge(svc, clock, recharge_id, amount, member="u1", status=200, event_id=None, **kw):
+    body = recharge_body(clock, recharge_id, amount, member, event_id, **kw)
     return send(svc, body, status=status)
 
 
-def refund_recharge(svc, clock, recharge_id, refund_id, amount, status=200):
-    body = event(
+def recharge_refund_body(clock, recharge_id, refund_id, amount):
+    return event(
         f"rr-{refund_id}",
         "wallet.recharge_refunded",
         occurred_at=iso(clock()),
@@ -44,7 +48,10 @@ def refund_recharge(svc, clock, recharge_id, refund_id, amount, status=200):
         refund_id=refund_id,
         amount=amount,
     )
-    return send(svc, body, status=status)
+
+
+def refund_recharge(svc, clock, recharge_id, refund_id, amount, status=200):
+    return send(svc, recharge_refund_body(clock, recharge_id, refund_id, amount), status=status)
 
 
 def wallet(api, member="u1", **params):

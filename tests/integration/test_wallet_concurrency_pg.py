@@ -15,10 +15,14 @@ from huiyuan.services import points_jobs, wallet
 from huiyuan.services.context import Services
 from huiyuan.services.principals import SYSTEM
 
-from .bodies import event
-from .ledger import apply, iso
+from .ledger import apply
 from .stored import one, rows
-from .test_wallet import assert_wallet_ledger_adds_up, wallet_document
+from .test_wallet import (
+    assert_wallet_ledger_adds_up,
+    recharge_body,
+    recharge_refund_body,
+    wallet_document,
+)
 from .threads import all_at_once
 
 pytestmark = pytest.mark.postgres_only
@@ -27,25 +31,11 @@ THREADS = 40
 
 
 def recharge(svc: Services, clock: Any, recharge_id: str, amount: int) -> Any:
-    body = event(
-        f"rc-{recharge_id}",
-        "wallet.recharged",
-        occurred_at=iso(clock()),
-        recharge_id=recharge_id,
-        amount=amount,
-    )
-    return event_service.ingest_event(svc, SYSTEM, body)
+    return event_service.ingest_event(svc, SYSTEM, recharge_body(clock, recharge_id, amount))
 
 
 def refund_recharge(svc: Services, clock: Any, refund_id: str, amount: int) -> Any:
-    body = event(
-        f"rr-{refund_id}",
-        "wallet.recharge_refunded",
-        occurred_at=iso(clock()),
-        recharge_id="r1",
-        refund_id=refund_id,
-        amount=amount,
-    )
+    body = recharge_refund_body(clock, "r1", refund_id, amount)
     return event_service.ingest_event(svc, SYSTEM, body)
 
 

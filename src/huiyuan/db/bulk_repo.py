@@ -43,12 +43,11 @@ from huiyuan.db.tables import (
     events,
     member_tiers,
     members,
-    metadata,
     orders,
     point_accounts,
     subscriptions,
 )
-from huiyuan.db.types import as_json, as_jsonb, has_json_columns, refuse_naive
+from huiyuan.db.types import as_json, json_kind, refuse_naive
 from huiyuan.db.upsert import insert_ignore
 
 _MOVE_PENDING = (
@@ -193,14 +192,14 @@ def lock_free_members(conn: Connection, member_ids: Iterable[str]) -> tuple[set[
     missing = [i for i in ids if i not in locked]
     if not missing:
         return locked, set()
-    found = _fetch(conn, _members_existing(_is_pg(conn)), {"ids": missing})
+    found = driver.fetch(conn, _members_existing(_is_pg(conn)), {"ids": missing})
     return locked, {member_id for (member_id,) in found}
 
 
 def _lock_members(conn: Connection, ids: list[str], *, skip_locked: bool) -> set[str]:
     if not ids:
         return set()
-    found = _fetch(conn, _members_locked(_is_pg(conn), skip_locked), {"ids": ids})
+    found = driver.fetch(conn, _members_locked(_is_pg(conn), skip_locked), {"ids": ids})
     return {member_id for (member_id,) in found}
 
 
@@ -319,7 +318,7 @@ def lock_accounts(
 def _lock_accounts(conn: Connection, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
     if not pairs:
         return {}
-    found = _fetch(conn, _accounts_locked(_is_pg(conn)), _pairs(conn, pairs))
+    found = driver.fetch(conn, _accounts_locked(_is_pg(conn)), _pairs(conn, pairs))
     return {(p, m): int(r) for p, m, r in found}
 
 
@@ -327,7 +326,7 @@ def tiers_of(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[tuple[s
     wanted = sorted(set(pairs))
     if not wanted:
         return {}
-    found = _fetch(conn, _tiers(_is_pg(conn)), _pairs(conn, wanted))
+    found = driver.fetch(conn, _tiers(_is_pg(conn)), _pairs(conn, wanted))
     return {(p, m): str(t) for p, m, t in found if t is not None}
 
 
@@ -365,7 +364,7 @@ def terms_of(conn: Connection, member_ids: Iterable[str]) -> Sequence[Any]:
     ids = sorted(set(member_ids))
     if not ids:
         return []
-    return _fetch(conn, _terms(_is_pg(conn)), {"ids": ids})
+    return driver.fetch(conn, _terms(_is_pg(conn)), {"ids": ids})
 
 
 def draw_ids(conn: Connection, counts: dict[Table, int]) -> dict[str, list[int]]:
@@ -437,7 +436,7 @@ def write(
         return
     params: dict[str, Any] = {}
     for n, (table, rows) in enumerate(inserts):
-        params[f"r{n}"] = as_jsonb(rows) if has_json_columns(table) else as_json(rows)
+        params[f"r{n}"] = as_json(rows, json_kind(table))
     if moves:
         params["at"] = at
         params["move_p"] = [p for (p, _), _ in moves]
@@ -446,18 +445,20 @@ def write(
     if terms_used:
         params["terms"] = sorted(terms_used)
     if params:
-        shape = tuple((table.name, tuple(rows[0])) for table, rows in inserts)
+        shape = tuple((table.name, json_kind(table), tuple(rows[0])) for table, rows in inserts)
         driver.one(conn, _write_sql(shape, bool(moves), bool(terms_used)), params)
 
 
 @cache
-def _write_sql(shape: tuple[tuple[str, tuple[str, ...]], ...], moves: bool, terms: bool) -> str:
-    """The statement of ``write`` for rows of these (table, columns), built once per shape."""
+def _write_sql(
+    shape: tuple[tuple[str, str, tuple[str, ...]], ...], moves: bool, terms: bool
+) -> str:
+    """The statement of ``write`` for rows of these (table, ``json_kind``, columns), built
+    once per shape."""
     parts: list[str] = []
-    for n, (table, columns) in enumerate(shape):
+    for n, (table, kind, columns) in enumerate(shape):
         # Identifiers only, from the schema (``write`` checked them); every value is a parameter.
         names = ", ".join(f'"{c}"' for c in columns)
-        kind = "jsonb" if has_json_columns(metadata.tables[table]) else "json"  # as in write
         parts.append(
             f"i{n} AS (INSERT INTO {table} ({names}) SELECT {names} "  # noqa: S608
             f"FROM {kind}_populate_recordset(CAST(NULL AS {table}), CAST(%(r{n})s AS {kind})))"
@@ -488,14 +489,6 @@ def _write_sql(shape: tuple[tuple[str, tuple[str, ...]], ...], moves: bool, term
 
 def _is_pg(conn: Connection) -> bool:
     return driver.is_pg(conn)
-
-
-def _fetch(conn: Connection, statement: Any, params: dict[str, Any]) -> Sequence[Any]:
-    """Rows of one of the constant statements above: on PostgreSQL on the driver's own
-    connection (``db.driver``), on SQLite through SQLAlchemy."""
-    if _is_pg(conn):
-        return driver.rows(conn, statement, params)
-    return conn.execute(statement, params).all()
 
 
 @cache

@@ -19,7 +19,7 @@ deadlocks and unique violations), and a connection found dead invalidated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -63,6 +63,23 @@ def execute(
     """Run ``statement`` (see ``rows``), which returns no rows; the rows it changed."""
     count: int = _run(conn, statement, params, lambda cursor: cursor.rowcount)
     return count
+
+
+def fetch(conn: Connection, statement: Any, params: dict[str, Any]) -> Sequence[Any]:
+    """Every row of a constant statement, on either database: on PostgreSQL here (``rows``),
+    on SQLite through SQLAlchemy."""
+    if is_pg(conn):
+        return rows(conn, statement, params)
+    found: Sequence[Any] = conn.execute(statement, params).all()
+    return found
+
+
+def change(conn: Connection, statement: Any, params: dict[str, Any]) -> None:
+    """Run a constant statement that returns no rows, on either database (see ``fetch``)."""
+    if is_pg(conn):
+        execute(conn, statement, params)
+    else:
+        conn.execute(statement, params)
 
 
 def _run(conn: Connection, statement: Any, params: Any, fetch: Any) -> Any:

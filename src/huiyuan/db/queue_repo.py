@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Row, bindparam, delete, select, update
 from huiyuan.db import driver
 from huiyuan.db.tables import event_outcomes
 from huiyuan.db.tables import event_queue as q
-from huiyuan.db.types import as_jsonb
+from huiyuan.db.types import as_json
 
 LOCK_CLASS = 0x4859_4743  # "HYGC"
 
@@ -100,7 +100,7 @@ def enqueue(
     leads)."""
     row = {name: inbox[name] for name in _QUEUED_COLUMNS}
     row.update(body_hash=inbox["body_hash"], data=inbox["data"], queued_at=inbox["received_at"])
-    found = driver.one(conn, _ENQUEUE, (LOCK_CLASS, part, as_jsonb(row), waits, backlog))
+    found = driver.one(conn, _ENQUEUE, (LOCK_CLASS, part, as_json(row, "jsonb"), waits, backlog))
     return int(found[0]), int(found[1]), bool(found[2])
 
 
@@ -169,8 +169,8 @@ def record(
         "part": part,
         "upto": upto,
         "remove": remove,
-        "outcomes": as_jsonb(outcomes),
-        "settled": as_jsonb(settled),
+        "outcomes": as_json(outcomes, "jsonb"),
+        "settled": as_json(settled, "jsonb"),
         "at": at,
     }
     driver.rows(conn, _RECORD, params)
@@ -185,7 +185,7 @@ def fail(conn: Connection, row: QueueRow, body: dict[str, Any], at: datetime) ->
     like a refusal, so that its sender can see it (``find_outcome``), and its row goes — in
     one statement, as the leader's ``record`` does for refusals."""
     settled = [{"id": row.id, "status": int(body["status"]), "body": body}]
-    params = {"settled": as_jsonb(settled), "remove": [row.id], "at": at}
+    params = {"settled": as_json(settled, "jsonb"), "remove": [row.id], "at": at}
     driver.rows(conn, _FAIL, params)
 
 

@@ -45,28 +45,22 @@ def json_type() -> Any:
     return JSON().with_variant(JSONB(), "postgresql")
 
 
-def as_json(rows: Any) -> Json:
-    """Rows as one JSON document for ``json_populate_recordset`` and the like (a ``json``
-    parameter of the driver): instants as ISO 8601 with their offset, dates as ISO 8601.
-    orjson writes it in a tenth of the standard library's time, and as UTF-8 bytes the driver
-    sends as they are. An instant must carry its zone — ``refuse_naive`` checks a table's
-    rows; a naive one would be read in the session's zone.
-
-    ``json``, not ``jsonb``: PostgreSQL reads flat rows from text about a fifth faster than it
-    builds a ``jsonb`` of them (``bench/README.md``). Rows with JSON columns are the exception:
-    ``as_jsonb``."""
-    return Json(rows, dumps=orjson.dumps)
-
-
-def as_jsonb(rows: Any) -> Jsonb:
-    """``as_json`` for ``jsonb_populate_recordset``: rows that hold JSON columns of their own,
-    which ``json_populate_recordset`` would read as text and parse again."""
-    return Jsonb(rows, dumps=orjson.dumps)
+def as_json(rows: Any, kind: str = "json") -> Json | Jsonb:
+    """Rows as one JSON document for ``json_populate_recordset`` and the like, a parameter of
+    the driver of type ``kind`` (``json_kind``): instants as ISO 8601 with their offset,
+    dates as ISO 8601. orjson writes it in a tenth of the standard library's time, and as
+    UTF-8 bytes the driver sends as they are. An instant must carry its zone —
+    ``refuse_naive`` checks a table's rows; a naive one would be read in the session's zone."""
+    return (Jsonb if kind == "jsonb" else Json)(rows, dumps=orjson.dumps)
 
 
 @cache
-def has_json_columns(table: Table) -> bool:
-    return any(isinstance(c.type, JSON) for c in table.columns)
+def json_kind(table: Table) -> str:
+    """How a table's rows are best sent as one document: ``json`` — PostgreSQL reads flat rows
+    from text about a fifth faster than it builds a ``jsonb`` of them (``bench/README.md``) —
+    unless they hold JSON columns of their own, which ``json_populate_recordset`` would read
+    as text and parse again: ``jsonb``."""
+    return "jsonb" if any(isinstance(c.type, JSON) for c in table.columns) else "json"
 
 
 def refuse_naive(table: Table, rows: list[dict[str, Any]]) -> None:
