@@ -25,7 +25,7 @@ from sqlalchemy import (
     true,
 )
 
-from huiyuan.db.types import UTCDateTime, json_type
+from huiyuan.db.types import UTCDateTime, document_type, json_type
 
 metadata = MetaData(
     naming_convention={
@@ -121,12 +121,12 @@ events = Table(
     Column("occurred_at", UTCDateTime(), nullable=False),
     Column("received_at", UTCDateTime(), nullable=False),
     Column("body_hash", String(64), nullable=False),
-    Column("data", json_type(), nullable=False),
+    Column("data", document_type(), nullable=False),
     Column("status", String(16), nullable=False),
     Column("waiting_on", String(200)),
     Column("response_status", Integer, nullable=False),
-    Column("response_body", json_type(), nullable=False),
-    Column("result", json_type()),  # the outcome when it differs from the first response
+    Column("response_body", document_type(), nullable=False),
+    Column("result", document_type()),  # the outcome when it differs from the first response
     Column("applied_at", UTCDateTime()),
     CheckConstraint("status in ('applied', 'deferred', 'rejected')", name="status"),
     CheckConstraint("(status = 'deferred') = (waiting_on is not null)", name="waiting"),

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from psycopg.types.json import Json, Jsonb
 from sqlalchemy import JSON, DateTime, Table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -45,6 +46,15 @@ def json_type() -> Any:
     return JSON().with_variant(JSONB(), "postgresql")
 
 
+def document_type() -> Any:
+    """JSON on both: on PostgreSQL the text type ``json``, not ``jsonb``, for documents that
+    are written once and given back whole, never searched inside (an event's body, the
+    response it got). PostgreSQL only checks such text; ``jsonb`` would convert it to its
+    binary form on every write, which on the event inbox cost about a quarter of the row
+    (``bench/README.md``)."""
+    return JSON()
+
+
 def as_json(rows: Any, kind: str = "json") -> Json | Jsonb:
     """Rows as one JSON document for ``json_populate_recordset`` and the like, a parameter of
     the driver of type ``kind`` (``json_kind``): instants as ISO 8601 with their offset,
@@ -57,10 +67,15 @@ def as_json(rows: Any, kind: str = "json") -> Json | Jsonb:
 @cache
 def json_kind(table: Table) -> str:
     """How a table's rows are best sent as one document: ``json`` — PostgreSQL reads flat rows
-    from text about a fifth faster than it builds a ``jsonb`` of them (``bench/README.md``) —
-    unless they hold JSON columns of their own, which ``json_populate_recordset`` would read
-    as text and parse again: ``jsonb``."""
-    return "jsonb" if any(isinstance(c.type, JSON) for c in table.columns) else "json"
+    from text about a fifth faster than it builds a ``jsonb`` of them (``bench/README.md``),
+    and copies a ``json`` column's value out of it as it is — unless they hold ``jsonb``
+    columns, which ``json_populate_recordset`` would read as text and parse again:
+    ``jsonb``."""
+    binary = any(isinstance(c.type.dialect_impl(_PG), JSONB) for c in table.columns)
+    return "jsonb" if binary else "json"
+
+
+_PG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
 def refuse_naive(table: Table, rows: list[dict[str, Any]]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,26 +33,18 @@ class ValidEvent:
     envelope: Envelope
     data: BaseModel
     body_hash: str
+    # The envelope's fields, copied when the event is made: a batch reads them dozens of
+    # times per event, and a slot is read several times faster than a property.
+    id: str = field(init=False)
+    type: str = field(init=False)
+    member_id: str = field(init=False)
+    occurred_at: datetime = field(init=False)
+    store_id: str | None = field(init=False)
 
-    @property
-    def id(self) -> str:
-        return self.envelope.id
-
-    @property
-    def type(self) -> str:
-        return self.envelope.type
-
-    @property
-    def member_id(self) -> str:
-        return self.envelope.member_id
-
-    @property
-    def occurred_at(self) -> datetime:
-        return self.envelope.occurred_at
-
-    @property
-    def store_id(self) -> str | None:
-        return self.envelope.store_id
+    def __post_init__(self) -> None:
+        envelope = self.envelope
+        for name in ("id", "type", "member_id", "occurred_at", "store_id"):
+            object.__setattr__(self, name, getattr(envelope, name))
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
