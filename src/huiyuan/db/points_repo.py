@@ -400,17 +400,28 @@ def give_back_to_lot(conn: Connection, lot_id: int, amount: int) -> None:
     )
 
 
-def txns_of_order(conn: Connection, program_id: str, order_id: str, kind: str) -> list[int]:
+# A member's transactions of one order. The member narrows the search to that member's
+# transactions (``ix_point_txns_member``): by program and order alone, nothing indexed
+# would, and every refund would read the program's whole ledger.
+
+
+def txns_of_order(
+    conn: Connection, program_id: str, member_id: str, order_id: str, kind: str
+) -> list[int]:
     query = select(point_txns.c.id).where(
         point_txns.c.program_id == program_id,
+        point_txns.c.member_id == member_id,
         point_txns.c.order_id == order_id,
         point_txns.c.kind == kind,
     )
     return [int(i) for i in conn.execute(query).scalars()]
 
 
-def redeemed_for_order(conn: Connection, program_id: str, order_id: str) -> tuple[int, int]:
-    """(points captured for the order, points already given back)."""
+def redeemed_for_order(
+    conn: Connection, program_id: str, member_id: str, order_id: str
+) -> tuple[int, int]:
+    """(points the member's checkout holds captured for the order, points already given
+    back)."""
     query = (
         select(
             func.coalesce(func.sum(point_draws.c.amount), 0),
@@ -419,6 +430,7 @@ def redeemed_for_order(conn: Connection, program_id: str, order_id: str) -> tupl
         .join(point_txns, point_txns.c.id == point_draws.c.txn_id)
         .where(
             point_txns.c.program_id == program_id,
+            point_txns.c.member_id == member_id,
             point_txns.c.order_id == order_id,
             point_txns.c.kind == "capture",
         )
@@ -660,7 +672,9 @@ def lots_of_subject(
         select(point_lots)
         .join(point_txns, point_txns.c.id == point_lots.c.txn_id)
         .where(
-            point_txns.c.program_id == program_id,
+            # The lots' own program and member: their index (``ix_point_lots_member``) finds
+            # the member's few lots; the transactions are then read by key.
+            point_lots.c.program_id == program_id,
             point_lots.c.member_id == member_id,
             point_txns.c.idem_key.like(f"{subject}:%"),
         )

@@ -269,6 +269,14 @@ reviews = Table(
     Column("approved_at", UTCDateTime(), nullable=False),
     Column("deleted_at", UTCDateTime()),
 )
+# A photo review's rank among its SKU's (rules for the first N photo reviews) is counted on
+# every photo review: only photo reviews are in the index.
+Index(
+    "ix_reviews_photos_of_sku",
+    reviews.c.sku,
+    postgresql_where=reviews.c.has_photos.is_(True),
+    sqlite_where=reviews.c.has_photos.is_(True),
+)
 
 logins = Table(
     "logins",

@@ -354,11 +354,15 @@ def on_order_refunded(
 def _restore_redeemed(
     book: PointsBook, order: Row[Any], refunded_total: int, refund_id: str, at: datetime
 ) -> list[Effect]:
-    spent, restored = points_repo.redeemed_for_order(book.conn, book.program_id, order.order_id)
+    spent, restored = points_repo.redeemed_for_order(
+        book.conn, book.program_id, book.member_id, order.order_id
+    )
     due = dp.clawback_due(spent, restored, refunded_total, int(order.amount))
     if due <= 0:
         return []
-    txns = points_repo.txns_of_order(book.conn, book.program_id, order.order_id, "capture")
+    txns = points_repo.txns_of_order(
+        book.conn, book.program_id, book.member_id, order.order_id, "capture"
+    )
     reason = Reason(
         f"订单 {order.order_id} 退款，退还抵扣积分",
         f"order {order.order_id} refunded: deducted points returned",
