@@ -9,7 +9,8 @@ replays of the last event. After every step:
   equals the sum of its entries and of its lots, no lot gave out more than it held;
 - available >= 0, reserved <= available, debt >= 0;
 - the balances and every lot (amount, remaining, status) are what a plain model of the rules
-  says they should be.
+  says they should be;
+- the balances as of the instants the story has passed are what they were when first asked.
 
 Each example starts from empty tables and the same clock, with its own program version (debt
 or write-off, reissue or forfeit), so a failing story replays and shrinks the same every time.
@@ -298,6 +299,8 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
             self.ids = itertools.count()
             self.model = Ledger(debt=True, reissue=True)
             self.last_event: dict | None = None
+            # instants the story has passed, and the balances asked as of each (once past)
+            self.history: dict[datetime, tuple[int, int, int] | None] = {}
 
         def fresh(self, what: str) -> str:
             return f"{self.member}-{what}{next(self.ids)}"
@@ -553,6 +556,25 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
                 return
             stored = [(r["amount"], r["remaining"], r["status"]) for r in lots_of(svc, self.member)]
             assert stored == [(lot.amount, lot.remaining, lot.status) for lot in self.model.lots]
+
+        @invariant()
+        def the_past_stays_as_it_was(self) -> None:
+            """A balance asked as of an instant the story has passed never changes: whatever
+            happens later is dated later (every event here happens at the clock's time) —
+            also when a checkout hold that kept points past their expiry ends. The last ten
+            instants passed are asked again after every step."""
+            if not self.model.orders and not self.model.holds:
+                return
+            now = self.now()
+            self.history.setdefault(now, None)
+            for at in sorted(t for t in self.history if t < now)[-10:]:
+                found = points.summary(svc, SYSTEM, self.member, None, as_of=at)
+                figures = (found["available"], found["pending"], found["debt"])
+                first = self.history[at]
+                if first is None:
+                    self.history[at] = figures
+                else:
+                    assert figures == first, f"as of {at.isoformat()}: {first} then {figures}"
 
     tell(PointsStories, examples, steps)
 

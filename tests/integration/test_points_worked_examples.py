@@ -502,6 +502,41 @@ def test_points_a_hold_keeps_from_expiring_count_as_of_an_instant_after_their_ex
     assert_reconciled(api.svc)
 
 
+def test_points_a_released_hold_kept_past_their_expiry_expire_when_it_ends(api, clock):
+    # given 100 points held across their expiry by a hold of 60, and 50 later ones; the job
+    # ran an hour after the expiry and took the 40 the hold does not keep
+    held_across_expiry(api, clock, first=100, later=50, hold=60)
+    expired_at = lots_of(api.svc)[0]["expires_at"]
+    assert points_jobs.expire_lots(api.svc) == 1
+
+    def then(minutes: int) -> int:
+        at = iso(expired_at + timedelta(minutes=minutes))
+        return api.get("/v1/members/u1/points", as_of=at).json()["available"]
+
+    assert (then(30), then(60)) == (110, 110)
+    # when the checkout releases the hold three hours after the expiry
+    clock.now = expired_at + timedelta(hours=3)
+    released = api.client.delete("/v1/members/u1/points/reservations/res-1", headers=api.headers())
+    assert released.status_code == 200
+    # then the 60 it kept expire now, and the answer says so
+    assert released.json()["balance"]["available"] == 50
+    assert [(lot["status"], lot["remaining"]) for lot in lots_of(api.svc)] == [
+        ("expired", 0),
+        ("active", 50),
+    ]
+    # and, an hour later, the balance as of any instant before the release is what it was:
+    # the 60 were the member's, kept for the capture, until the hold ended
+    clock.now = expired_at + timedelta(hours=4)
+    assert (then(30), then(60), then(179)) == (110, 110, 110)
+    assert then(181) == 50
+    expiries = [e for e in history(api.svc) if e["kind"] == "expire"]
+    assert [(e["available"], e["occurred_at"]) for e in expiries] == [
+        (-60, iso(expired_at + timedelta(hours=3))),
+        (-40, iso(expired_at)),
+    ]
+    assert_reconciled(api.svc)
+
+
 def two_lots(svc, clock, first, later):
     """Points living 10 days: ``first`` from o1, then ``later`` from o2 five days after."""
     apply(svc, document(expiry={"mode": "rolling", "days": 10}))
@@ -618,12 +653,16 @@ def test_expiry_leaves_a_hold_the_points_it_covers_and_takes_the_rest(api, clock
     # and a second run changes nothing
     assert points_jobs.expire_lots(svc) == 0
     assert figures(svc) == (60, 0, 60, 0)
-    # when the hold lapses and the job runs again, the rest of the lot expires
+    # when the job finds the hold lapsed, the rest of the lot expires as the hold is swept,
+    # dated then (until then the 60 were kept for the capture)
+    swept_at = clock()
     points_jobs.sweep_reservations(svc)
-    assert points_jobs.expire_lots(svc) == 1
     assert figures(svc) == (0, 0, 0, 0)
     assert [(lot["status"], lot["remaining"]) for lot in lots_of(svc)] == [("expired", 0)]
     assert system_total(svc, "system:expired") == 100
+    expiries = [(e["available"], e["occurred_at"]) for e in history(svc) if e["kind"] == "expire"]
+    assert expiries == [(-60, iso(swept_at)), (-40, iso(lots_of(svc)[0]["expires_at"]))]
+    assert points_jobs.expire_lots(svc) == 0
     assert_reconciled(svc)
 
 

@@ -720,6 +720,7 @@ def expire_due_lots(
     at: datetime,
     labels: ExpiryLabels,
     member: tuple[str, str] | None = None,
+    dated_at: datetime | None = None,
 ) -> ExpiredChunk:
     """Expire the next ``limit`` due lots with an id above ``after``, set-based, in the caller's
     transaction: take what expires out of each lot, write its ``expire`` transaction, its two
@@ -737,6 +738,11 @@ def expire_due_lots(
     unique). A hold is never left uncovered. Nothing here waits for a lock: an account or lot
     another transaction holds is skipped, so the job can never deadlock with a redemption
     (which locks the account, then the lots).
+
+    Each expiry is dated at its lot's expiry — or, given ``dated_at`` (a member's, when a
+    hold ended: ``PointsBook.end_hold``), at that moment (never before the lot's expiry):
+    points a hold kept until then were the member's until then, and a balance asked as of any
+    earlier instant must not lose them afterwards.
     """
     params = {
         "after": after,
@@ -750,8 +756,14 @@ def expire_due_lots(
     }
     if member is not None:
         params["program"], params["member"] = member
+    elif dated_at is not None:
+        raise ValueError("dated_at expires one member's lots, when one of their holds ended")
+    params["dated_at"] = dated_at
     if conn.dialect.name == "postgresql":
-        statement = _EXPIRE_CHUNK_PG if member is None else _EXPIRE_MEMBER_PG
+        if member is None:
+            statement = _EXPIRE_CHUNK_PG
+        else:
+            statement = _EXPIRE_MEMBER_PG if dated_at is None else _EXPIRE_MEMBER_DATED_PG
         expired, scanned, last_id = conn.execute(statement, params).one()
         return ExpiredChunk(int(expired), int(scanned), int(last_id or after))
     return _expire_due_lots_portable(conn, params)
@@ -795,14 +807,14 @@ _EXPIRE_PG = """
             remaining = due.keep
         FROM due WHERE l.id = due.id AND due.remaining > due.keep
         RETURNING due.id, due.program_id, due.member_id, due.remaining - due.keep AS gone,
-                  due.keep, due.expires_at,
+                  due.keep, {dated} AS dated_at,
                   nextval(pg_get_serial_sequence('point_txns', 'id')) AS txn_id
     ), txns AS (
         INSERT INTO point_txns (id, program_id, member_id, kind, idem_key, reason_zh,
                                 reason_en, actor, occurred_at, created_at)
         SELECT txn_id, program_id, member_id, 'expire',
                'expire:' || id || CASE WHEN keep > 0 THEN ':' || keep ELSE '' END,
-               :reason_zh, :reason_en, :actor, expires_at, :at
+               :reason_zh, :reason_en, :actor, dated_at, :at
         FROM closed
     ), entries AS (
         INSERT INTO point_entries (txn_id, program_id, member_id, account, bucket, amount,
@@ -812,7 +824,7 @@ _EXPIRE_PG = """
                CASE WHEN leg.member THEN 'member' ELSE :expired_account END,
                CASE WHEN leg.member THEN 'available' ELSE 'total' END,
                CASE WHEN leg.member THEN -c.gone ELSE c.gone END,
-               c.id, c.expires_at
+               c.id, c.dated_at
         FROM closed c CROSS JOIN (VALUES (true), (false)) AS leg (member)
     ), draws AS (
         INSERT INTO point_draws (txn_id, lot_id, kind, amount, restored)
@@ -828,12 +840,21 @@ _EXPIRE_PG = """
            (SELECT count(*) FROM candidates),
            (SELECT max(id) FROM candidates)
 """
-_EXPIRE_CHUNK_PG = text(_EXPIRE_PG.format(scope="")).bindparams(
-    bindparam("now", type_=UTCDateTime()), bindparam("at", type_=UTCDateTime())
+_MEMBER_SCOPE = "l.program_id = :program AND l.member_id = :member AND"
+
+
+def _expire_statement(scope: str, dated: str) -> Any:
+    instants = ("now", "at", "dated_at") if "dated_at" in dated else ("now", "at")
+    return text(_EXPIRE_PG.format(scope=scope, dated=dated)).bindparams(
+        *(bindparam(name, type_=UTCDateTime()) for name in instants)
+    )
+
+
+_EXPIRE_CHUNK_PG = _expire_statement("", "due.expires_at")
+_EXPIRE_MEMBER_PG = _expire_statement(_MEMBER_SCOPE, "due.expires_at")
+_EXPIRE_MEMBER_DATED_PG = _expire_statement(
+    _MEMBER_SCOPE, "greatest(due.expires_at, CAST(:dated_at AS timestamptz))"
 )
-_EXPIRE_MEMBER_PG = text(
-    _EXPIRE_PG.format(scope="l.program_id = :program AND l.member_id = :member AND")
-).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("at", type_=UTCDateTime()))
 
 
 def _expire_due_lots_portable(conn: Connection, params: dict[str, Any]) -> ExpiredChunk:
@@ -861,6 +882,10 @@ def _expire_due_lots_portable(conn: Connection, params: dict[str, Any]) -> Expir
     if going:
         _write_expiry(conn, params, going, keep)
     return ExpiredChunk(len(going), len(chunk), int(chunk[-1].id))
+
+
+def _dated(expires_at: datetime, dated_at: datetime | None) -> datetime:
+    return expires_at if dated_at is None else max(expires_at, dated_at)
 
 
 def _kept_by_holds(conn: Connection, pairs: set[tuple[str, str]], now: datetime) -> dict[int, int]:
@@ -907,7 +932,7 @@ def _write_expiry(
                     "reason_zh": params["reason_zh"],
                     "reason_en": params["reason_en"],
                     "actor": params["actor"],
-                    "occurred_at": lot.expires_at,
+                    "occurred_at": _dated(lot.expires_at, params["dated_at"]),
                     "created_at": params["at"],
                 }
                 for lot, _ in going
@@ -933,7 +958,7 @@ def _write_expiry(
                     "bucket": bucket,
                     "amount": amount,
                     "lot_id": lot.id,
-                    "occurred_at": lot.expires_at,
+                    "occurred_at": _dated(lot.expires_at, params["dated_at"]),
                 }
             )
         draws.append(

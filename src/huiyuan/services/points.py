@@ -169,7 +169,7 @@ def release_reservation(
         if row is None or row.member_id != member_id:
             raise not_found(PointsError.RESERVATION_NOT_FOUND, f"no reservation {reservation_id!r}")
         if row.status == "held":
-            book.unhold(int(row.amount))
+            book.end_hold(int(row.amount))
             points_repo.set_reservation(conn, program, reservation_id, {"status": "released"})
         elif row.status == "captured":
             raise conflict(

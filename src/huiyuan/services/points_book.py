@@ -658,4 +658,36 @@ class PointsBook:
         self._hold(amount)
 
     def unhold(self, amount: int) -> None:
+        """Lift a hold its capture is about to spend (``draw(..., capturing=True)``): the
+        points it kept past their expiry stay for that draw."""
         self._hold(-amount)
+
+    def end_hold(self, amount: int) -> None:
+        """A hold ends without a capture (released, lapsed, its order cancelled). The points
+        it kept past their expiry expire then, dated at the book's moment (the request, the
+        job's run, the cancellation; never before a lot's expiry): until then they were the
+        member's, held for the capture, and a balance asked as of any earlier instant must
+        stay what it was. What no hold kept expired at its lot's expiry, as always
+        (``expire_due``, with this hold still counted)."""
+        self.expire_due()
+        self._hold(-amount)
+        if not self._any_lapsed:
+            return  # nothing of the member's was past its expiry when the book began
+        now = self._instant()
+        done = points_repo.expire_due_lots(
+            self.conn,
+            after=0,
+            limit=1_000_000,
+            now=now,
+            at=now,
+            labels=EXPIRY_LABELS,
+            member=(self.program_id, self.member_id),
+            dated_at=self.at,
+        )
+        if done.expired:
+            self._balances = None  # read again: available went down
+        self._kept = (
+            points_repo.lapsed_points(self.conn, self.program_id, self.member_id, now)
+            if self.reserved
+            else 0
+        )

@@ -386,7 +386,7 @@ def on_order_cancelled(
     for book in _books(svc, conn, order.member_id, order.store_id, event.occurred_at, actor):
         row = points_repo.held_reservation_for_order(conn, book.program_id, order.order_id)
         if row is not None:
-            book.unhold(int(row.amount))
+            book.end_hold(int(row.amount))
             points_repo.set_reservation(
                 conn, book.program_id, row.reservation_id, {"status": "released"}
             )

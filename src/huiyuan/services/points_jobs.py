@@ -135,7 +135,7 @@ def sweep_reservations(svc: Services, now: datetime | None = None, limit: int = 
         rows = points_repo.lapsed_reservations(conn, now, limit)
         for row in sorted(rows, key=lambda r: (r.program_id, r.member_id)):
             book = _system_book(svc, conn, row.program_id, row.member_id, now)
-            book.unhold(int(row.amount))
+            book.end_hold(int(row.amount))
             points_repo.set_reservation(
                 conn, row.program_id, row.reservation_id, {"status": "expired"}
             )
