@@ -5,6 +5,9 @@ against a model after every step (``test_points_state_machine``, ``test_wallet_s
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
@@ -27,3 +30,26 @@ def tell(machine: type[RuleBasedStateMachine], stories: int, steps: int) -> None
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
+
+
+class PastAnswers:
+    """Answers about instants a story has passed, which must never change: whatever happens
+    later is dated later (a story sends every event at the clock's time). ``check`` records
+    the instant it is called at; once the clock has moved past an instant, asks ``ask`` about
+    it (the last ``window`` of them, after every step) and fails if the answer is not what it
+    was the first time."""
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = window
+        self.first: dict[datetime, Any] = {}
+
+    def check(self, now: datetime, ask: Callable[[datetime], Any]) -> None:
+        self.first.setdefault(now, None)
+        for at in sorted(t for t in self.first if t < now)[-self.window :]:
+            found = ask(at)
+            if self.first[at] is None:
+                self.first[at] = found
+            else:
+                assert found == self.first[at], (
+                    f"as of {at.isoformat()}: {self.first[at]} then {found}"
+                )

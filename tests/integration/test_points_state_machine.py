@@ -42,7 +42,7 @@ from huiyuan.services.principals import SYSTEM
 from .bodies import cancelled, completed, item, paid, refunded
 from .ledger import apply, document, iso, lots_of
 from .stored import start_afresh
-from .stories import stories_wanted, tell
+from .stories import PastAnswers, stories_wanted, tell
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 EXPIRY = dp.ExpiryPolicy("rolling", days=2)
@@ -299,8 +299,7 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
             self.ids = itertools.count()
             self.model = Ledger(debt=True, reissue=True)
             self.last_event: dict | None = None
-            # instants the story has passed, and the balances asked as of each (once past)
-            self.history: dict[datetime, tuple[int, int, int] | None] = {}
+            self.past = PastAnswers()
 
         def fresh(self, what: str) -> str:
             return f"{self.member}-{what}{next(self.ids)}"
@@ -565,16 +564,12 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
             instants passed are asked again after every step."""
             if not self.model.orders and not self.model.holds:
                 return
-            now = self.now()
-            self.history.setdefault(now, None)
-            for at in sorted(t for t in self.history if t < now)[-10:]:
+
+            def ask(at: datetime) -> tuple[int, int, int]:
                 found = points.summary(svc, SYSTEM, self.member, None, as_of=at)
-                figures = (found["available"], found["pending"], found["debt"])
-                first = self.history[at]
-                if first is None:
-                    self.history[at] = figures
-                else:
-                    assert figures == first, f"as of {at.isoformat()}: {first} then {figures}"
+                return (found["available"], found["pending"], found["debt"])
+
+            self.past.check(self.now(), ask)
 
     tell(PointsStories, examples, steps)
 

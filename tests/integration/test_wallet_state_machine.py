@@ -41,7 +41,7 @@ from huiyuan.services.principals import SYSTEM
 from .bodies import event
 from .ledger import apply, iso
 from .stored import rows, start_afresh
-from .stories import stories_wanted, tell
+from .stories import PastAnswers, stories_wanted, tell
 from .test_wallet import TIERS, assert_wallet_ledger_adds_up, wallet_document
 
 START = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
@@ -149,6 +149,7 @@ def run_stories(svc: Any, clock: Any, examples: int, steps: int) -> None:
             self.ids = itertools.count()
             self.model = Wallet(bonus_first=False)
             self.last: Any = None  # the last request that was applied: replayed as is
+            self.past = PastAnswers()
 
         def fresh(self, what: str) -> str:
             return f"{self.member}-{what}{next(self.ids)}"
@@ -281,6 +282,18 @@ def run_stories(svc: Any, clock: Any, examples: int, steps: int) -> None:
             )
             then = wallet.summary(svc, SYSTEM, self.member, None, as_of=clock())
             assert (then["principal"], then["bonus"]) == (model.principal, model.bonus)
+
+        @invariant()
+        def the_past_stays_as_it_was(self) -> None:
+            """The balance as of an instant the story has passed never changes."""
+            if not self.model.recharges:
+                return
+
+            def ask(at: datetime) -> tuple[int, int]:
+                then = wallet.summary(svc, SYSTEM, self.member, None, as_of=at)
+                return (then["principal"], then["bonus"])
+
+            self.past.check(clock(), ask)
 
         @invariant()
         def recharges_and_payments_are_what_the_model_says(self) -> None:
