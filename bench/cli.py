@@ -133,6 +133,7 @@ class Run:
         self._async: ingest.LoadResult | None = None
         self._stack = ExitStack()
         self._template: str | None = None
+        self._speed: float | None = None  # ``machine.cpu_speed`` around the baseline
 
     def close(self) -> None:
         self._stack.close()
@@ -141,9 +142,11 @@ class Run:
 
     def tps(self) -> float:
         if self._tps is None:
+            before = machine.cpu_speed()
             self._tps, self._tps_watch = pgbench.run(
                 self.cfg.pgbench, self.cfg.tag, self.cfg.admin_url
             )
+            self._speed = (before + machine.cpu_speed()) / 2
         return self._tps
 
     def _disturbance(self, result: Result, *watches: machine.Watch | None) -> Result:
@@ -151,6 +154,19 @@ class Run:
             if watch is not None and watch.disturbed:
                 result.disturbed = True
                 result.notes.append(f"DISTURBED: {watch.describe()}")
+        speed = machine.cpu_speed()
+        if self._speed is None:
+            self._speed = speed  # no pgbench in this run: the first result's moment
+        relative = speed / self._speed
+        low, high = machine.SPEED_BAND
+        if low <= relative <= high:
+            result.notes.append(f"CPU speed after the window: {relative:.2f}x of the baseline's")
+        else:
+            result.disturbed = True
+            result.notes.append(
+                f"DISTURBED: the CPU ran at {relative:.2f}x of the baseline's speed after the "
+                "window (the host, not this box: compare only with a steadier run)"
+            )
         return result
 
     def _baseline_label(self) -> str:
@@ -455,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     if busy_warning:
         say(busy_warning)
     if any(r.disturbed for r in run.results):
-        say("Rows marked (disturbed) ran while other processes used the CPU: run them again.")
+        say(
+            "Rows marked (disturbed) ran while other processes used the CPU, or on a CPU much "
+            "slower or faster than at the baseline (see the notes): run them again."
+        )
     say(f"\nbench {command} finished in {time.perf_counter() - started:.0f} s")
     return 0

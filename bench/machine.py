@@ -1,9 +1,13 @@
-"""Who else used the CPU during a measurement (Linux ``/proc``; elsewhere nothing is known).
+"""Who else used the CPU during a measurement (Linux ``/proc``; elsewhere nothing is known),
+and how fast the CPU itself was.
 
 On a small shared box another terminal's test run halves every figure, and a ratio against a
 baseline measured a minute earlier does not cancel that out. So each load window is checked:
 CPU time of processes that are neither this benchmark's nor the PostgreSQL server's work for
-it is "foreign", and a window with much foreign CPU is flagged.
+it is "foreign", and a window with much foreign CPU is flagged. A virtual machine can also
+slow down with nothing in it to show for it (its host busy): the same Python loop took 0.86 s
+at one hour and 1.6 s two hours later on one VM. ``cpu_speed`` times a fixed loop, so a
+result measured on a CPU much slower or faster than its baseline's is flagged too.
 """
 
 from __future__ import annotations
@@ -117,6 +121,26 @@ class Stopwatch:
         seconds, top = foreign_cpu(self._before, snapshot())
         wall = max(self._time() - self._started, 1e-9)
         return Watch(seconds / (wall * (os.cpu_count() or 1)), tuple(top))
+
+
+def cpu_speed() -> float:
+    """Loops of a fixed pure-Python workload per second, the best of five (~0.1 s on a 2026
+    VM): how fast one core runs Python now, to compare with the baseline's moment."""
+    import time
+
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        total, seen = 0, {}
+        for i in range(60_000):
+            total += i * i % 7
+            seen[i & 255] = total
+        best = min(best, time.perf_counter() - started)
+    return 1.0 / best
+
+
+# A result whose CPU ran this much slower or faster than its baseline's is not comparable.
+SPEED_BAND = (0.85, 1.18)
 
 
 def watched(work: Callable[[], T]) -> tuple[T, Watch]:

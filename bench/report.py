@@ -21,7 +21,7 @@ class Result:
     target: float  # on the ratio
     higher_is_better: bool = True  # False: the ratio is a time ratio ("within 1.5×")
     notes: list[str] = field(default_factory=list)
-    disturbed: bool = False  # other processes took CPU while this or its baseline ran
+    disturbed: bool = False  # other processes took CPU, or the CPU's speed drifted (notes)
 
     @property
     def ratio(self) -> float:
