@@ -226,6 +226,12 @@ class PointsBook:
         self.balances()  # the account is locked before the lots, as everywhere
         if not self._any_lapsed:
             return 0  # nothing past its expiry: no expiry statement, nothing kept
+        return self._expire_lapsed()
+
+    def _expire_lapsed(self, dated_at: datetime | None = None) -> int:
+        """Expire, as the job would, what the member's holds do not keep of their lots past
+        their expiry (dated at each lot's expiry, or ``dated_at``); then learn what they
+        keep."""
         now = self._instant()
         done = points_repo.expire_due_lots(
             self.conn,
@@ -235,11 +241,15 @@ class PointsBook:
             at=now,
             labels=EXPIRY_LABELS,
             member=(self.program_id, self.member_id),
+            dated_at=dated_at,
         )
         if done.expired:
             self._balances = None  # read again: available went down
-        if self.reserved:  # holds may have kept points past their expiry from expiring
-            self._kept = points_repo.lapsed_points(self.conn, self.program_id, self.member_id, now)
+        self._kept = (  # holds may have kept points past their expiry from expiring
+            points_repo.lapsed_points(self.conn, self.program_id, self.member_id, now)
+            if self.reserved
+            else 0
+        )
         return done.expired
 
     def _instant(self) -> datetime:
@@ -673,21 +683,4 @@ class PointsBook:
         self._hold(-amount)
         if not self._any_lapsed:
             return  # nothing of the member's was past its expiry when the book began
-        now = self._instant()
-        done = points_repo.expire_due_lots(
-            self.conn,
-            after=0,
-            limit=1_000_000,
-            now=now,
-            at=now,
-            labels=EXPIRY_LABELS,
-            member=(self.program_id, self.member_id),
-            dated_at=self.at,
-        )
-        if done.expired:
-            self._balances = None  # read again: available went down
-        self._kept = (
-            points_repo.lapsed_points(self.conn, self.program_id, self.member_id, now)
-            if self.reserved
-            else 0
-        )
+        self._expire_lapsed(dated_at=self.at)
