@@ -133,7 +133,8 @@ class Run:
         self._async: ingest.LoadResult | None = None
         self._stack = ExitStack()
         self._template: str | None = None
-        self._speed: float | None = None  # ``machine.cpu_speed`` around the baseline
+        self._speed: float | None = None  # ``machine.cpu_speed`` around the latest pgbench
+        self._row_speed: float | None = None  # a bracketed row's, relative to its baselines'
 
     def close(self) -> None:
         self._stack.close()
@@ -154,10 +155,13 @@ class Run:
             if watch is not None and watch.disturbed:
                 result.disturbed = True
                 result.notes.append(f"DISTURBED: {watch.describe()}")
-        speed = machine.cpu_speed()
-        if self._speed is None:
-            self._speed = speed  # no pgbench in this run: the first result's moment
-        relative = speed / self._speed
+        if self._row_speed is not None:  # measured by ``_bracketed``
+            relative, self._row_speed = self._row_speed, None
+        else:
+            speed = machine.cpu_speed()
+            if self._speed is None:
+                self._speed = speed  # no pgbench in this run: the first result's moment
+            relative = speed / self._speed
         low, high = machine.SPEED_BAND
         if low <= relative <= high:
             result.notes.append(f"CPU speed after the window: {relative:.2f}x of the baseline's")
@@ -168,6 +172,30 @@ class Run:
                 "window (the host, not this box: compare only with a steadier run)"
             )
         return result
+
+    def _bracketed(
+        self, before: float, load: ingest.LoadResult
+    ) -> tuple[float, str, list[machine.Watch | None]]:
+        """The baseline of a row measured against pgbench: the mean of the pgbench run before
+        its window and one run right after it (which is the next such row's "before"). A
+        host that slows the VM down over minutes moves both sides of the ratio."""
+        watches: list[machine.Watch | None] = [self._tps_watch, load.foreign]
+        if self.cfg.baseline_tps is not None:
+            return before, self._baseline_label(), watches
+        window_speed = machine.cpu_speed()
+        speed_before = self._speed
+        after, self._tps_watch = pgbench.run(self.cfg.pgbench, self.cfg.tag, self.cfg.admin_url)
+        self._speed = (window_speed + machine.cpu_speed()) / 2  # the next row's "before"
+        self._tps = after
+        # the CPU right after the window against its speed around both baseline runs
+        if speed_before is not None:
+            self._row_speed = window_speed / ((speed_before + self._speed) / 2)
+        spec = self.cfg.pgbench
+        label = (
+            f"pgbench tps, mean of {before:,.0f} before and {after:,.0f} after "
+            f"(-c {spec.clients} -j {spec.threads} -T {spec.seconds})"
+        )
+        return (before + after) / 2, label, [*watches, self._tps_watch]
 
     def _baseline_label(self) -> str:
         spec = self.cfg.pgbench
@@ -232,16 +260,17 @@ class Run:
     def single(self) -> None:
         tps = self.tps()
         load = self.uniform()
+        baseline, label, watches = self._bracketed(tps, load)
         result = Result(
             f"single order.paid, {self._who()}, {_grouping()}",
             load.rate,
             "ev/s",
-            tps,
-            self._baseline_label(),
+            baseline,
+            label,
             0.5,
             notes=_load_notes(load, "event"),
         )
-        self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
+        self.results.append(self._disturbance(result, *watches))
 
     def async_uniform(self) -> ingest.LoadResult:
         if self._async is None:
@@ -251,16 +280,17 @@ class Run:
     def async_(self) -> None:
         tps = self.tps()
         load = self.async_uniform()
+        baseline, label, watches = self._bracketed(tps, load)
         result = Result(
             f"single order.paid, respond-async, {self._who()} (applied)",
             load.rate,
             "ev/s",
-            tps,
-            self._baseline_label(),
+            baseline,
+            label,
             0.5,
             notes=_async_notes(load),
         )
-        self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
+        self.results.append(self._disturbance(result, *watches))
 
     def async_skew(self) -> None:
         uniform = self.async_uniform()
@@ -287,16 +317,17 @@ class Run:
             workers=self.cfg.batch_workers,
             batch_size=self.cfg.batch_size,
         )
+        baseline, label, watches = self._bracketed(tps, load)
         result = Result(
             f"batch x{self.cfg.batch_size}, {self.cfg.batch_workers} procs",
             load.rate,
             "ev/s",
-            tps,
-            self._baseline_label(),
+            baseline,
+            label,
             3.0,
             notes=_load_notes(load, "batch"),
         )
-        self.results.append(self._disturbance(result, self._tps_watch, load.foreign))
+        self.results.append(self._disturbance(result, *watches))
 
     def skew(self) -> None:
         uniform = self.uniform()
