@@ -134,7 +134,6 @@ class Run:
         self._stack = ExitStack()
         self._template: str | None = None
         self._speed: float | None = None  # ``machine.cpu_speed`` around the latest pgbench
-        self._row_speed: float | None = None  # a bracketed row's, relative to its baselines'
 
     def close(self) -> None:
         self._stack.close()
@@ -150,18 +149,23 @@ class Run:
             self._speed = (before + machine.cpu_speed()) / 2
         return self._tps
 
-    def _disturbance(self, result: Result, *watches: machine.Watch | None) -> Result:
+    def _disturbance(
+        self, result: Result, *watches: machine.Watch | None, speed: float | None = None
+    ) -> Result:
+        """Flag the row if other processes took CPU during it, or if the CPU ran much slower
+        or faster than at its baseline: ``speed`` relative to it, or else measured now
+        against the latest pgbench's (or, with none, the first row's)."""
         for watch in watches:
             if watch is not None and watch.disturbed:
                 result.disturbed = True
                 result.notes.append(f"DISTURBED: {watch.describe()}")
-        if self._row_speed is not None:  # measured by ``_bracketed``
-            relative, self._row_speed = self._row_speed, None
+        if speed is not None:
+            relative = speed
         else:
-            speed = machine.cpu_speed()
+            now = machine.cpu_speed()
             if self._speed is None:
-                self._speed = speed  # no pgbench in this run: the first result's moment
-            relative = speed / self._speed
+                self._speed = now  # no pgbench in this run: the first result's moment
+            relative = now / self._speed
         low, high = machine.SPEED_BAND
         if low <= relative <= high:
             result.notes.append(f"CPU speed after the window: {relative:.2f}x of the baseline's")
@@ -175,27 +179,27 @@ class Run:
 
     def _bracketed(
         self, before: float, load: ingest.LoadResult
-    ) -> tuple[float, str, list[machine.Watch | None]]:
+    ) -> tuple[float, str, list[machine.Watch | None], float | None]:
         """The baseline of a row measured against pgbench: the mean of the pgbench run before
         its window and one run right after it (which is the next such row's "before"). A
-        host that slows the VM down over minutes moves both sides of the ratio."""
+        host that slows the VM down over minutes moves both sides of the ratio. Also the CPU's
+        speed right after the window relative to its speed around both runs (for
+        ``_disturbance``)."""
         watches: list[machine.Watch | None] = [self._tps_watch, load.foreign]
         if self.cfg.baseline_tps is not None:
-            return before, self._baseline_label(), watches
+            return before, self._baseline_label(), watches, None
         window_speed = machine.cpu_speed()
-        speed_before = self._speed
+        speed_before = self._speed or window_speed
         after, self._tps_watch = pgbench.run(self.cfg.pgbench, self.cfg.tag, self.cfg.admin_url)
         self._speed = (window_speed + machine.cpu_speed()) / 2  # the next row's "before"
         self._tps = after
-        # the CPU right after the window against its speed around both baseline runs
-        if speed_before is not None:
-            self._row_speed = window_speed / ((speed_before + self._speed) / 2)
+        relative = window_speed / ((speed_before + self._speed) / 2)
         spec = self.cfg.pgbench
         label = (
             f"pgbench tps, mean of {before:,.0f} before and {after:,.0f} after "
             f"(-c {spec.clients} -j {spec.threads} -T {spec.seconds})"
         )
-        return (before + after) / 2, label, [*watches, self._tps_watch]
+        return (before + after) / 2, label, [*watches, self._tps_watch], relative
 
     def _baseline_label(self) -> str:
         spec = self.cfg.pgbench
@@ -260,7 +264,7 @@ class Run:
     def single(self) -> None:
         tps = self.tps()
         load = self.uniform()
-        baseline, label, watches = self._bracketed(tps, load)
+        baseline, label, watches, speed = self._bracketed(tps, load)
         result = Result(
             f"single order.paid, {self._who()}, {_grouping()}",
             load.rate,
@@ -270,7 +274,7 @@ class Run:
             0.5,
             notes=_load_notes(load, "event"),
         )
-        self.results.append(self._disturbance(result, *watches))
+        self.results.append(self._disturbance(result, *watches, speed=speed))
 
     def async_uniform(self) -> ingest.LoadResult:
         if self._async is None:
@@ -280,7 +284,7 @@ class Run:
     def async_(self) -> None:
         tps = self.tps()
         load = self.async_uniform()
-        baseline, label, watches = self._bracketed(tps, load)
+        baseline, label, watches, speed = self._bracketed(tps, load)
         result = Result(
             f"single order.paid, respond-async, {self._who()} (applied)",
             load.rate,
@@ -290,7 +294,7 @@ class Run:
             0.5,
             notes=_async_notes(load),
         )
-        self.results.append(self._disturbance(result, *watches))
+        self.results.append(self._disturbance(result, *watches, speed=speed))
 
     def async_skew(self) -> None:
         uniform = self.async_uniform()
@@ -317,7 +321,7 @@ class Run:
             workers=self.cfg.batch_workers,
             batch_size=self.cfg.batch_size,
         )
-        baseline, label, watches = self._bracketed(tps, load)
+        baseline, label, watches, speed = self._bracketed(tps, load)
         result = Result(
             f"batch x{self.cfg.batch_size}, {self.cfg.batch_workers} procs",
             load.rate,
@@ -327,7 +331,7 @@ class Run:
             3.0,
             notes=_load_notes(load, "batch"),
         )
-        self.results.append(self._disturbance(result, *watches))
+        self.results.append(self._disturbance(result, *watches, speed=speed))
 
     def skew(self) -> None:
         uniform = self.uniform()

@@ -843,18 +843,19 @@ _EXPIRE_PG = """
 _MEMBER_SCOPE = "l.program_id = :program AND l.member_id = :member AND"
 
 
-def _expire_statement(scope: str, dated: str) -> Any:
-    instants = ("now", "at", "dated_at") if "dated_at" in dated else ("now", "at")
-    return text(_EXPIRE_PG.format(scope=scope, dated=dated)).bindparams(
+def _expire_statement(scope: str, *, dated: bool) -> Any:
+    """``_EXPIRE_PG`` for this scope, its expiries dated at each lot's expiry or (``dated``) at
+    ``:dated_at`` if that is later (``_dated``)."""
+    when = "greatest(due.expires_at, CAST(:dated_at AS timestamptz))" if dated else None
+    instants = ("now", "at", "dated_at") if dated else ("now", "at")
+    return text(_EXPIRE_PG.format(scope=scope, dated=when or "due.expires_at")).bindparams(
         *(bindparam(name, type_=UTCDateTime()) for name in instants)
     )
 
 
-_EXPIRE_CHUNK_PG = _expire_statement("", "due.expires_at")
-_EXPIRE_MEMBER_PG = _expire_statement(_MEMBER_SCOPE, "due.expires_at")
-_EXPIRE_MEMBER_DATED_PG = _expire_statement(
-    _MEMBER_SCOPE, "greatest(due.expires_at, CAST(:dated_at AS timestamptz))"
-)
+_EXPIRE_CHUNK_PG = _expire_statement("", dated=False)
+_EXPIRE_MEMBER_PG = _expire_statement(_MEMBER_SCOPE, dated=False)
+_EXPIRE_MEMBER_DATED_PG = _expire_statement(_MEMBER_SCOPE, dated=True)
 
 
 def _expire_due_lots_portable(conn: Connection, params: dict[str, Any]) -> ExpiredChunk:
