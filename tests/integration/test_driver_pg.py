@@ -3,6 +3,9 @@ SQLAlchemy."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from huiyuan.db import driver
 from huiyuan.db.engine import make_engine
+from huiyuan.db.types import array_literal
 from huiyuan.services.context import Services
 
 # PostgreSQL text holds any character but NUL.
@@ -72,3 +76,58 @@ def test_sessions_are_in_utc_and_options_in_the_url_are_kept(pg_url: str) -> Non
             assert found.t.hour == 0
     finally:
         engine.dispose()
+
+
+# JSON values as documents hold: any text but NUL (PostgreSQL's json refuses \u0000).
+_DOCUMENT = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+_INSTANT = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    texts=st.lists(st.none() | _TEXT, min_size=1, max_size=8),
+    numbers=st.lists(st.none() | st.integers(-(2**63), 2**63 - 1), min_size=1),
+    flags=st.lists(st.none() | st.booleans(), min_size=1),
+    instants=st.lists(st.none() | _INSTANT, min_size=1, max_size=4),
+    documents=st.lists(_DOCUMENT, min_size=1, max_size=4),
+)
+def test_a_column_sent_as_array_text_arrives_as_the_same_values(
+    pg: Services,
+    texts: list[str | None],
+    numbers: list[int | None],
+    flags: list[bool | None],
+    instants: list[datetime | None],
+    documents: list[Any],
+) -> None:
+    # given a batch's columns (``bulk_repo.write``): strings with control characters, quotes,
+    # backslashes, braces, "NULL" and the empty string; missing values; JSON documents
+    with pg.engine.connect() as conn:
+        # when each is sent as the text of an array
+        found = driver.one(
+            conn,
+            "SELECT CAST(%(s)s AS varchar[]) AS s, CAST(%(n)s AS bigint[]) AS n, "
+            "CAST(%(b)s AS boolean[]) AS b, CAST(%(t)s AS timestamptz[]) AS t, "
+            "CAST(%(d)s AS json[]) AS d",
+            {
+                "s": array_literal(texts),
+                "n": array_literal(numbers),
+                "b": array_literal(flags),
+                "t": array_literal(instants),
+                "d": array_literal(documents, documents=True),
+            },
+        )
+    # then the server sees exactly those values, in order (a document that is None is sent as
+    # NULL, as a row's None always was)
+    assert found.s == texts
+    assert found.n == numbers
+    assert found.b == flags
+    assert found.t == instants
+    assert found.d == documents
