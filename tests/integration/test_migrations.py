@@ -60,7 +60,10 @@ def schema_drift(url: str) -> list[object]:
     engine = make_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                conn,
+                opts={"compare_type": True, "include_object": migrate.compared(conn.dialect.name)},
+            )
             return compare_metadata(context, metadata)
     finally:
         engine.dispose()

@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import pool
 
 from huiyuan.db.engine import make_engine
+from huiyuan.db.migrate import compared
 from huiyuan.db.tables import metadata
 
 config = context.config
@@ -19,6 +20,7 @@ with engine.connect() as connection:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=compared(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
