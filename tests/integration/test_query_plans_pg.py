@@ -88,3 +88,11 @@ def test_the_deferred_events_job_reads_only_deferred_events(pg: Services):
     )
     assert "Seq Scan" not in plan, plan
     assert "ix_events_waiting_on" in plan, plan
+
+
+def test_a_transactions_member_legs_are_found_through_the_index_of_member_legs(pg: Services):
+    # when a refund reads what a spend moved in the member's available points
+    (plan,) = plans_of(pg, lambda conn: points_repo.member_moved(conn, 1))
+    # then the partial index of member legs finds them (system legs are not in it)
+    assert "Seq Scan" not in plan, plan
+    assert "ix_point_entries_txn_member" in plan, plan

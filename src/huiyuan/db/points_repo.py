@@ -315,6 +315,7 @@ def member_moved(conn: Connection, txn_id: int) -> int:
         select(func.coalesce(func.sum(point_entries.c.amount), 0)).where(
             point_entries.c.txn_id == txn_id,
             point_entries.c.account == "member",
+            point_entries.c.member_id.is_not(None),  # the same, as the index says it
             point_entries.c.bucket == "available",
         )
     ).scalar_one()

@@ -388,7 +388,7 @@ point_entries = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
-    Column("txn_id", BigInteger, ForeignKey("point_txns.id"), nullable=False, index=True),
+    Column("txn_id", BigInteger, ForeignKey("point_txns.id"), nullable=False),
     Column("program_id", String(ID), nullable=False),
     Column("member_id", String(ID)),
     Column("account", String(80), nullable=False),
@@ -398,6 +398,12 @@ point_entries = Table(
     Column("occurred_at", UTCDateTime(), nullable=False),
     CheckConstraint("amount <> 0", name="non_zero"),
     CheckConstraint("(account = 'member') = (member_id is not null)", name="member_leg"),
+)
+Index(  # member legs only: a transaction's system legs are never looked up (migration 0018)
+    "ix_point_entries_txn_member",
+    point_entries.c.txn_id,
+    postgresql_where=point_entries.c.member_id.is_not(None),
+    sqlite_where=point_entries.c.member_id.is_not(None),
 )
 Index(  # member legs only: the system leg is never looked up by member (migration 0008)
     "ix_point_entries_member",

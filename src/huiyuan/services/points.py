@@ -74,7 +74,9 @@ def _replay_txn(conn: Connection, program: str, key: str, kind: str, amount: int
     assert txn is not None
     moved = conn.execute(
         select(func.coalesce(func.sum(point_entries.c.amount), 0)).where(
-            point_entries.c.txn_id == txn.id, point_entries.c.account == "member"
+            point_entries.c.txn_id == txn.id,
+            point_entries.c.account == "member",
+            point_entries.c.member_id.is_not(None),  # the same, as the index says it
         )
     ).scalar_one()
     if txn.kind != kind or abs(int(moved)) != abs(amount):
@@ -435,6 +437,7 @@ def entries(
                 .where(
                     point_entries.c.txn_id.in_([t.id for t in txns]),
                     point_entries.c.account == "member",
+                    point_entries.c.member_id.is_not(None),  # the same, as the index says it
                 )
                 .group_by(point_entries.c.txn_id, point_entries.c.bucket)
             ).all():
