@@ -422,13 +422,18 @@ def write(
     orjson call per column instead of a conversion per value. (Rows as one JSON document read
     by ``json_populate_recordset`` cost PostgreSQL two parses of the document, one when the
     parameter arrives and one to read it, and a lookup of every field by name: 12% of a
-    batch's CPU, against 4% for the arrays; ``bench/README.md``.) On SQLite, in-process,
+    batch's CPU, against 5% for the arrays; ``bench/README.md``.) On SQLite, in-process,
     ``executemany``."""
     inserts = [(table, rows) for table, rows in inserts if rows]
     for table, rows in inserts:
         unknown = set(rows[0]) - _column_names(table)
         if unknown:
             raise ValueError(f"{table.name} has no column(s) {sorted(unknown)}")
+        # Rows of one width: one naming other columns then misses one of the first row's,
+        # which fails by its name when the columns are gathered.
+        width = len(rows[0])
+        if any(len(row) != width for row in rows):
+            raise ValueError(f"{table.name}: every row must name the same columns")
         refuse_naive(table, rows)
     moves = sorted(pending.items())
     if not _is_pg(conn):
@@ -453,8 +458,6 @@ def write(
     shape = []
     for n, (table, rows) in enumerate(inserts):
         names = tuple(rows[0])
-        if any(len(row) != len(names) for row in rows):  # a missing one fails below, by name
-            raise ValueError(f"{table.name}: rows with different columns")
         documents = _documents(table)
         # One tuple per row (the columns in order), then one per column: both loops in C.
         columns = (
