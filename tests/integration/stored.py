@@ -94,3 +94,21 @@ def drop_connections(svc: Any) -> int:
             return int(conn.execute(sa.text(query)).scalar_one())
     finally:
         killer.dispose()
+
+
+def item_row(order_id: str, sku: str, **columns: Any) -> dict[str, Any]:
+    """An ``order_items`` row as Huiyuan writes one (one unit at ¥1), for tests that write
+    rows themselves; ``columns`` override or add."""
+    return {
+        "order_id": order_id,
+        "line_no": 1,
+        "sku": sku,
+        "name": sku,
+        "quantity": 1,
+        "unit_price": 100,
+        "paid_amount": 100,
+        "virtual": False,
+        "refunded_quantity": 0,
+        "refunded_amount": 0,
+        **columns,
+    }

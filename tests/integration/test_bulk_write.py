@@ -16,22 +16,9 @@ from huiyuan.services.context import Services
 from huiyuan.services.principals import SYSTEM
 
 from .bodies import paid, registered
+from .stored import item_row
 
-
-def _item(order_id: str, sku: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "line_no": 1,
-        "sku": sku,
-        "name": '名字, "quoted" \\ {braces}\nnew line',
-        "quantity": 1,
-        "unit_price": 100,
-        "paid_amount": 100,
-        "virtual": False,
-        "refunded_quantity": 0,
-        "refunded_amount": 0,
-        **extra,
-    }
+_ODD = '名字, "quoted" \\ {braces}\nnew line'
 
 
 def _write(svc: Services, rows: list[dict[str, Any]]) -> None:
@@ -44,8 +31,8 @@ def _write(svc: Services, rows: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize(
     ("rows", "says"),
     [
-        ([_item("o1", "a", colour="red")], "order_items has no column(s) ['colour']"),
-        ([_item("o1", "a"), _item("o1", "b", category="x")], "every row must name the same"),
+        ([item_row("o1", "a", colour="red")], "order_items has no column(s) ['colour']"),
+        ([item_row("o1", "a"), item_row("o1", "b", category="x")], "every row must name the same"),
     ],
     ids=["unknown-column", "rows-of-different-columns"],
 )
@@ -64,8 +51,8 @@ def test_what_it_writes_reads_back_the_same(svc: Services) -> None:
         [outcome] = event_service.ingest_batch(svc, SYSTEM, [body])
         assert outcome.ok, outcome.body
     rows = [
-        _item("o1", "odd-1", category=None, brand="null"),
-        _item("o1", "odd-2", name="", category="美妆", brand='"Glow"', virtual=True),
+        item_row("o1", "odd-1", name=_ODD, category=None, brand="null"),
+        item_row("o1", "odd-2", name="", category="美妆", brand='"Glow"', virtual=True),
     ]
     # when lines with quotes, backslashes, braces, a new line and missing values are written
     _write(svc, rows)

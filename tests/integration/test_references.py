@@ -23,6 +23,7 @@ from huiyuan.services.principals import SYSTEM
 
 from ..conftest import DATABASES
 from .bodies import paid, registered
+from .stored import item_row
 
 _AT = datetime(2026, 2, 1, 2, 0, tzinfo=UTC)
 
@@ -48,21 +49,6 @@ def _order(order_id: str, member_id: str) -> dict[str, Any]:
     }
 
 
-def _item(order_id: str, sku: str) -> dict[str, Any]:
-    return {
-        "order_id": order_id,
-        "line_no": 1,
-        "sku": sku,
-        "name": sku,
-        "quantity": 1,
-        "unit_price": 100,
-        "paid_amount": 100,
-        "virtual": False,
-        "refunded_quantity": 0,
-        "refunded_amount": 0,
-    }
-
-
 def _entry(txn_id: int, amount: int) -> dict[str, Any]:
     return {
         "txn_id": txn_id,
@@ -84,7 +70,7 @@ def _count(svc: Services, table: sa.Table) -> int:
     ("table", "rows", "named"),
     [
         (orders, lambda txn: [_order("o2", "u1"), _order("o3", "nobody")], "members"),
-        (order_items, lambda txn: [_item("o1", "extra"), _item("no-order", "x")], "orders"),
+        (order_items, lambda txn: [item_row("o1", "extra"), item_row("no-order", "x")], "orders"),
         (point_entries, lambda txn: [_entry(txn, 5), _entry(txn + 1000, -5)], "point_txns"),
     ],
     ids=["order-of-no-member", "item-of-no-order", "entry-of-no-transaction"],
