@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from huiyuan.db import driver
 from huiyuan.db.engine import make_engine
-from huiyuan.db.types import array_literal
+from huiyuan.db.types import array_literal, matrix_literal
 from huiyuan.services.context import Services
 
 # PostgreSQL text holds any character but NUL.
@@ -130,4 +130,48 @@ def test_a_column_sent_as_array_text_arrives_as_the_same_values(
     assert found.n == numbers
     assert found.b == flags
     assert found.t == instants
+    assert found.d == documents
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    shape=st.tuples(st.integers(1, 4), st.integers(1, 5)),
+    data=st.data(),
+)
+def test_columns_sent_as_one_two_dimensional_array_arrive_as_the_same_columns(
+    pg: Services, shape: tuple[int, int], data: st.DataObject
+) -> None:
+    # given columns of equal length (a table's columns of one type, ``bulk_repo.write``):
+    # texts with brackets, braces, quotes, backslashes, control characters; numbers
+    width, length = shape
+    texts = [
+        data.draw(st.lists(st.none() | _TEXT, min_size=length, max_size=length))
+        for _ in range(width)
+    ]
+    numbers = [
+        data.draw(
+            st.lists(st.none() | st.integers(-(2**63), 2**63 - 1), min_size=length, max_size=length)
+        )
+        for _ in range(width)
+    ]
+    documents = [
+        data.draw(st.lists(_DOCUMENT, min_size=length, max_size=length)) for _ in range(width)
+    ]
+    with pg.engine.connect() as conn:
+        # when each group is sent as one two-dimensional array
+        found = driver.one(
+            conn,
+            "SELECT CAST(%(s)s AS text[]) AS s, CAST(%(n)s AS bigint[]) AS n, "
+            "CAST(%(d)s AS json[]) AS d",
+            {
+                "s": matrix_literal(texts),
+                "n": matrix_literal(numbers),
+                "d": matrix_literal(documents, documents=True),
+            },
+        )
+    # then each row of it is one column, exactly
+    assert found.s == texts
+    assert found.n == numbers
     assert found.d == documents

@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     JSON,
-    BigInteger,
     Boolean,
     ColumnElement,
     Connection,
@@ -54,7 +53,7 @@ from huiyuan.db.tables import (
     point_accounts,
     subscriptions,
 )
-from huiyuan.db.types import array_literal, refuse_naive
+from huiyuan.db.types import matrix_literal, refuse_naive
 from huiyuan.db.upsert import insert_ignore
 
 _MOVE_PENDING = (
@@ -458,15 +457,16 @@ def write(
     shape = []
     for n, (table, rows) in enumerate(inserts):
         names = tuple(rows[0])
-        documents = _documents(table)
         # One tuple per row (the columns in order), then one per column: both loops in C.
         columns = (
-            zip(*map(itemgetter(*names), rows), strict=True)
+            list(zip(*map(itemgetter(*names), rows), strict=True))
             if len(names) > 1
             else [[row[names[0]] for row in rows]]
         )
-        for k, (name, column) in enumerate(zip(names, columns, strict=True)):
-            params[f"r{n}_{k}"] = array_literal(list(column), documents=name in documents)
+        for g, (element, indexes) in enumerate(_groups(table, names)):
+            params[f"r{n}_{g}"] = matrix_literal(
+                [columns[i] for i in indexes], documents=element == "json"
+            )
         shape.append((table.name, names))
     if moves:
         params["at"] = at
@@ -481,17 +481,31 @@ def write(
 
 @cache
 def _write_sql(shape: tuple[tuple[str, tuple[str, ...]], ...], moves: bool, terms: bool) -> str:
-    """The statement of ``write`` for rows of these (table, columns), built once per shape."""
+    """The statement of ``write`` for rows of these (table, columns), built once per shape.
+
+    A table's columns of one element type travel as one two-dimensional array, a column to a
+    row of it, cast once (``p``) and sliced back into columns for ``unnest``: a parameter a
+    column made a statement of some ninety parameters and 5 KB, which psycopg does not cache
+    its parsing of (over 50 parameters or 4 KB) — 0.34 ms of the client's CPU on every
+    statement, more than all the rest of a four-event batch's write."""
     parts: list[str] = []
     for n, (name, columns) in enumerate(shape):
         # Identifiers only, from the schema (``write`` checked them); every value is a parameter.
         table = _table(name)
-        names = ", ".join(f'"{c}"' for c in columns)
-        arrays = ", ".join(
-            f"CAST(%(r{n}_{k})s AS {_array_type(table, c)})" for k, c in enumerate(columns)
+        groups = _groups(table, columns)
+        casts = ", ".join(
+            f"CAST(%(r{n}_{g})s AS {element}[]) AS g{g}" for g, (element, _) in enumerate(groups)
         )
+        where = {
+            i: (g, k + 1) for g, (_, indexes) in enumerate(groups) for k, i in enumerate(indexes)
+        }
+        slices = ", ".join(
+            f"p.g{where[i][0]}[{where[i][1]}:{where[i][1]}]" for i in range(len(columns))
+        )
+        names = ", ".join(f'"{c}"' for c in columns)
         parts.append(
-            f"i{n} AS (INSERT INTO {name} ({names}) SELECT * FROM unnest({arrays}))"  # noqa: S608
+            f"i{n} AS (INSERT INTO {name} ({names}) SELECT u.* "  # noqa: S608
+            f"FROM (SELECT {casts}) AS p, unnest({slices}) AS u)"
         )
     if moves:
         # Arrays, not a JSON document: the planner knows how many rows ``unnest`` gives (or
@@ -532,22 +546,35 @@ def _documents(table: Table) -> frozenset[str]:
     return frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
 
 
-_SCALARS = (String, Integer, BigInteger, Boolean, DateTime, Date, JSON)
-
-
 def _table(name: str) -> Table:
     return metadata.tables[name]
 
 
+# The element type each kind of column travels as; PostgreSQL converts on insert (a text to
+# a ``varchar(n)``, checking its length; a ``bigint`` to an ``integer``, checking its range).
+_ELEMENTS: tuple[tuple[type[Any], str], ...] = (
+    (String, "text"),
+    (Integer, "bigint"),  # and BigInteger, a subclass
+    (Boolean, "boolean"),
+    (DateTime, "timestamptz"),
+    (Date, "date"),
+    (JSON, "json"),
+)
+
+
 @cache
-def _array_type(table: Table, column: str) -> str:
-    """The PostgreSQL type of an array of the column's values. Only scalar columns (and JSON
-    documents) can be sent as ``array_literal`` text."""
-    type_ = table.c[column].type
-    impl = type_.impl if isinstance(type_, TypeDecorator) else type_
-    if not isinstance(impl, _SCALARS):
-        raise ValueError(f"{table.name}.{column}: {type_!r} cannot be written as an array")
-    return f"{impl.compile(dialect=_PG)}[]"
+def _groups(table: Table, columns: tuple[str, ...]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """The columns (by position) grouped by the element type they travel as. Only scalar
+    columns (and JSON documents) can be sent as ``array_literal`` text."""
+    found: dict[str, list[int]] = {}
+    for i, column in enumerate(columns):
+        type_ = table.c[column].type
+        impl = type_.impl if isinstance(type_, TypeDecorator) else type_
+        element = next((e for kind, e in _ELEMENTS if isinstance(impl, kind)), None)
+        if element is None or (element == "timestamptz" and not getattr(impl, "timezone", False)):
+            raise ValueError(f"{table.name}.{column}: {type_!r} cannot be written as an array")
+        found.setdefault(element, []).append(i)
+    return tuple((element, tuple(indexes)) for element, indexes in found.items())
 
 
 _PG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]

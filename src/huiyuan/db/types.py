@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -104,6 +105,27 @@ def array_literal(values: list[Any], *, documents: bool = False) -> ArrayText:
     found = ArrayText(text)
     found[0], found[-1] = 0x7B, 0x7D  # [ ] -> { }
     return found
+
+
+def matrix_literal(columns: Sequence[Sequence[Any]], *, documents: bool = False) -> ArrayText:
+    """The text of a two-dimensional PostgreSQL array, a row for each column (of equal
+    lengths), as ``array_literal`` writes one: with one orjson call for them all when no
+    value holds a bracket (the only brackets are then the array's own, and become braces) or
+    an escape PostgreSQL reads otherwise; column by column if one does."""
+    if not documents:
+        text = orjson.dumps(columns)
+        brackets = len(columns) + 1
+        if (
+            text.count(b"[") == brackets
+            and text.count(b"]") == brackets
+            and not (b"\\" in text and b"\\" in _SHARED_ESCAPES.sub(b"", text))
+        ):
+            return ArrayText(text.translate(_BRACES))
+    rows = [array_literal(list(column), documents=documents) for column in columns]
+    return ArrayText(b"{" + b",".join(rows) + b"}")
+
+
+_BRACES = bytes.maketrans(b"[]", b"{}")
 
 
 def _quoted(value: Any) -> bytes:
