@@ -416,9 +416,10 @@ def write(
     pending part of balances grown, paid-membership terms marked used.
 
     On PostgreSQL this is one statement of data-modifying CTEs, each table's rows sent column
-    by column, each column as the text of one array (``types.array_literal``) that ``unnest``
-    zips back into rows: one round trip whatever the batch's size, and on the client one
-    orjson call per column instead of a conversion per value. (Rows as one JSON document read
+    by column, the columns of one element type as the rows of one two-dimensional array
+    (``types.matrix_literal``) that ``unnest`` zips back into rows (``_write_sql``): one
+    round trip whatever the batch's size, and on the client an orjson call per group of
+    columns instead of a conversion per value. (Rows as one JSON document read
     by ``json_populate_recordset`` cost PostgreSQL two parses of the document, one when the
     parameter arrives and one to read it, and a lookup of every field by name: 12% of a
     batch's CPU, against 5% for the arrays; ``bench/README.md``.) On SQLite, in-process,
