@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from huiyuan.db import driver
 from huiyuan.db.engine import make_engine
-from huiyuan.db.types import array_literal, matrix_literal
+from huiyuan.db.types import ArrayText, array_literal, matrix_literal
 from huiyuan.services.context import Services
 
 # PostgreSQL text holds any character but NUL.
@@ -89,12 +89,24 @@ _INSTANT = st.datetimes(
 )
 
 
+_BIGINT = st.integers(-(2**63), 2**63 - 1)
+
+
+def _read_back(pg: Services, **sent: tuple[str, ArrayText]) -> Any:
+    """What the server reads each array text as, cast to an array of its element type."""
+    casts = ", ".join(
+        f"CAST(%({name})s AS {element}[]) AS {name}" for name, (element, _) in sent.items()
+    )
+    with pg.engine.connect() as conn:
+        return driver.one(conn, f"SELECT {casts}", {name: text for name, (_, text) in sent.items()})
+
+
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     texts=st.lists(st.none() | _TEXT, min_size=1, max_size=8),
-    numbers=st.lists(st.none() | st.integers(-(2**63), 2**63 - 1), min_size=1),
+    numbers=st.lists(st.none() | _BIGINT, min_size=1),
     flags=st.lists(st.none() | st.booleans(), min_size=1),
     instants=st.lists(st.none() | _INSTANT, min_size=1, max_size=4),
     documents=st.lists(_DOCUMENT, min_size=1, max_size=4),
@@ -109,21 +121,15 @@ def test_a_column_sent_as_array_text_arrives_as_the_same_values(
 ) -> None:
     # given a batch's columns (``bulk_repo.write``): strings with control characters, quotes,
     # backslashes, braces, "NULL" and the empty string; missing values; JSON documents
-    with pg.engine.connect() as conn:
-        # when each is sent as the text of an array
-        found = driver.one(
-            conn,
-            "SELECT CAST(%(s)s AS varchar[]) AS s, CAST(%(n)s AS bigint[]) AS n, "
-            "CAST(%(b)s AS boolean[]) AS b, CAST(%(t)s AS timestamptz[]) AS t, "
-            "CAST(%(d)s AS json[]) AS d",
-            {
-                "s": array_literal(texts),
-                "n": array_literal(numbers),
-                "b": array_literal(flags),
-                "t": array_literal(instants),
-                "d": array_literal(documents, documents=True),
-            },
-        )
+    # when each is sent as the text of an array
+    found = _read_back(
+        pg,
+        s=("varchar", array_literal(texts)),
+        n=("bigint", array_literal(numbers)),
+        b=("boolean", array_literal(flags)),
+        t=("timestamptz", array_literal(instants)),
+        d=("json", array_literal(documents, documents=True)),
+    )
     # then the server sees exactly those values, in order (a document that is None is sent as
     # NULL, as a row's None always was)
     assert found.s == texts
@@ -151,26 +157,19 @@ def test_columns_sent_as_one_two_dimensional_array_arrive_as_the_same_columns(
         for _ in range(width)
     ]
     numbers = [
-        data.draw(
-            st.lists(st.none() | st.integers(-(2**63), 2**63 - 1), min_size=length, max_size=length)
-        )
+        data.draw(st.lists(st.none() | _BIGINT, min_size=length, max_size=length))
         for _ in range(width)
     ]
     documents = [
         data.draw(st.lists(_DOCUMENT, min_size=length, max_size=length)) for _ in range(width)
     ]
-    with pg.engine.connect() as conn:
-        # when each group is sent as one two-dimensional array
-        found = driver.one(
-            conn,
-            "SELECT CAST(%(s)s AS text[]) AS s, CAST(%(n)s AS bigint[]) AS n, "
-            "CAST(%(d)s AS json[]) AS d",
-            {
-                "s": matrix_literal(texts),
-                "n": matrix_literal(numbers),
-                "d": matrix_literal(documents, documents=True),
-            },
-        )
+    # when each group is sent as one two-dimensional array
+    found = _read_back(
+        pg,
+        s=("text", matrix_literal(texts)),
+        n=("bigint", matrix_literal(numbers)),
+        d=("json", matrix_literal(documents, documents=True)),
+    )
     # then each row of it is one column, exactly
     assert found.s == texts
     assert found.n == numbers

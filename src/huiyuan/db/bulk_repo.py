@@ -48,7 +48,6 @@ from huiyuan.db.tables import (
     events,
     member_tiers,
     members,
-    metadata,
     orders,
     point_accounts,
     subscriptions,
@@ -468,7 +467,7 @@ def write(
             params[f"r{n}_{g}"] = matrix_literal(
                 [columns[i] for i in indexes], documents=element == "json"
             )
-        shape.append((table.name, names))
+        shape.append((table, names))
     if moves:
         params["at"] = at
         params["move_p"] = [p for (p, _), _ in moves]
@@ -481,7 +480,7 @@ def write(
 
 
 @cache
-def _write_sql(shape: tuple[tuple[str, tuple[str, ...]], ...], moves: bool, terms: bool) -> str:
+def _write_sql(shape: tuple[tuple[Table, tuple[str, ...]], ...], moves: bool, terms: bool) -> str:
     """The statement of ``write`` for rows of these (table, columns), built once per shape.
 
     A table's columns of one element type travel as one two-dimensional array, a column to a
@@ -490,9 +489,8 @@ def _write_sql(shape: tuple[tuple[str, tuple[str, ...]], ...], moves: bool, term
     its parsing of (over 50 parameters or 4 KB) — 0.34 ms of the client's CPU on every
     statement, more than all the rest of a four-event batch's write."""
     parts: list[str] = []
-    for n, (name, columns) in enumerate(shape):
+    for n, (table, columns) in enumerate(shape):
         # Identifiers only, from the schema (``write`` checked them); every value is a parameter.
-        table = _table(name)
         groups = _groups(table, columns)
         casts = ", ".join(
             f"CAST(%(r{n}_{g})s AS {element}[]) AS g{g}" for g, (element, _) in enumerate(groups)
@@ -505,7 +503,7 @@ def _write_sql(shape: tuple[tuple[str, tuple[str, ...]], ...], moves: bool, term
         )
         names = ", ".join(f'"{c}"' for c in columns)
         parts.append(
-            f"i{n} AS (INSERT INTO {name} ({names}) SELECT u.* "  # noqa: S608
+            f"i{n} AS (INSERT INTO {table.name} ({names}) SELECT u.* "  # noqa: S608
             f"FROM (SELECT {casts}) AS p, unnest({slices}) AS u)"
         )
     if moves:
@@ -541,16 +539,6 @@ def _column_names(table: Table) -> frozenset[str]:
     return frozenset(table.columns.keys())
 
 
-@cache
-def _documents(table: Table) -> frozenset[str]:
-    """The table's JSON columns: each value goes into the array as its JSON text."""
-    return frozenset(c.name for c in table.columns if isinstance(c.type, JSON))
-
-
-def _table(name: str) -> Table:
-    return metadata.tables[name]
-
-
 # The element type each kind of column travels as; PostgreSQL converts on insert (a text to
 # a ``varchar(n)``, checking its length; a ``bigint`` to an ``integer``, checking its range).
 _ELEMENTS: tuple[tuple[type[Any], str], ...] = (
@@ -576,6 +564,3 @@ def _groups(table: Table, columns: tuple[str, ...]) -> tuple[tuple[str, tuple[in
             raise ValueError(f"{table.name}.{column}: {type_!r} cannot be written as an array")
         found.setdefault(element, []).append(i)
     return tuple((element, tuple(indexes)) for element, indexes in found.items())
-
-
-_PG = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]

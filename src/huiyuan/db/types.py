@@ -100,7 +100,7 @@ def array_literal(values: list[Any], *, documents: bool = False) -> ArrayText:
     if documents:
         return _documents(values)
     text = orjson.dumps(values)
-    if b"\\" in text and b"\\" in _SHARED_ESCAPES.sub(b"", text):
+    if not _reads_alike(text):
         return ArrayText(b"{" + b",".join(_quoted(v) for v in values) + b"}")
     found = ArrayText(text)
     found[0], found[-1] = 0x7B, 0x7D  # [ ] -> { }
@@ -115,17 +115,20 @@ def matrix_literal(columns: Sequence[Sequence[Any]], *, documents: bool = False)
     if not documents:
         text = orjson.dumps(columns)
         brackets = len(columns) + 1
-        if (
-            text.count(b"[") == brackets
-            and text.count(b"]") == brackets
-            and not (b"\\" in text and b"\\" in _SHARED_ESCAPES.sub(b"", text))
-        ):
+        if text.count(b"[") == brackets and text.count(b"]") == brackets and _reads_alike(text):
             return ArrayText(text.translate(_BRACES))
     rows = [array_literal(list(column), documents=documents) for column in columns]
     return ArrayText(b"{" + b",".join(rows) + b"}")
 
 
 _BRACES = bytes.maketrans(b"[]", b"{}")
+
+
+def _reads_alike(text: bytes) -> bool:
+    """Whether PostgreSQL reads JSON's strings in ``text`` as JSON does: no escape but of a
+    backslash or a double quote (JSON escapes a control character as ``\\n``, which
+    PostgreSQL would read as the letter)."""
+    return b"\\" not in text or b"\\" not in _SHARED_ESCAPES.sub(b"", text)
 
 
 def _quoted(value: Any) -> bytes:
