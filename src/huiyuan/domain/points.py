@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 ROUNDING = {"floor": ROUND_FLOOR, "half_up": ROUND_HALF_UP, "ceiling": ROUND_CEILING}
@@ -109,8 +110,9 @@ OrderRule = PerAmountRule | ThresholdRule
 Rule = PerAmountRule | ThresholdRule | FixedRule
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+# Value types made for every order (a batch makes thousands): tuples, which build in a
+# third of the time of frozen dataclasses and are as immutable.
+class Line(NamedTuple):
     sku: str
     category: str | None
     brand: str | None
@@ -118,8 +120,7 @@ class Line:
     virtual: bool
 
 
-@dataclass(frozen=True, slots=True)
-class OrderView:
+class OrderView(NamedTuple):
     order_id: str
     store_id: str | None
     channel: str | None
@@ -129,8 +130,7 @@ class OrderView:
     order_number: int  # 1 for the member's first order in this program
 
 
-@dataclass(frozen=True, slots=True)
-class Award:
+class Award(NamedTuple):
     rule_id: str
     points: int
     reason_zh: str
@@ -144,6 +144,9 @@ class History:
 
     today: Mapping[str, int] = field(default_factory=dict)
     this_month: Mapping[str, int] = field(default_factory=dict)
+
+
+NO_HISTORY = History()  # nothing earned yet (or no rule is capped by day or month)
 
 
 def yuan(fen: int) -> str:

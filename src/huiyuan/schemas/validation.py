@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -28,23 +28,33 @@ class EventInvalid(Exception):
         self.problems = problems
 
 
-@dataclass(frozen=True, slots=True)
-class ValidEvent:
+class ValidEvent(NamedTuple):
+    """An event that passed validation. The envelope's fields are copied out when it is made
+    (``of``): a batch reads them dozens of times per event, and a tuple's field is read
+    several times faster than a model's attribute (and made faster than a frozen
+    dataclass's)."""
+
     envelope: Envelope
     data: BaseModel
     body_hash: str
-    # The envelope's fields, copied when the event is made: a batch reads them dozens of
-    # times per event, and a slot is read several times faster than a property.
-    id: str = field(init=False)
-    type: str = field(init=False)
-    member_id: str = field(init=False)
-    occurred_at: datetime = field(init=False)
-    store_id: str | None = field(init=False)
+    id: str
+    type: str
+    member_id: str
+    occurred_at: datetime
+    store_id: str | None
 
-    def __post_init__(self) -> None:
-        envelope = self.envelope
-        for name in ("id", "type", "member_id", "occurred_at", "store_id"):
-            object.__setattr__(self, name, getattr(envelope, name))
+    @classmethod
+    def of(cls, envelope: Envelope, data: BaseModel, body_hash: str) -> ValidEvent:
+        return cls(
+            envelope,
+            data,
+            body_hash,
+            envelope.id,
+            envelope.type,
+            envelope.member_id,
+            envelope.occurred_at,
+            envelope.store_id,
+        )
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -106,9 +116,7 @@ def parse_event(raw: Any, now: datetime) -> ValidEvent:
         data = model.model_validate(envelope.data)
     except ValidationError as error:
         raise EventInvalid(problems_from(error, ("data",))) from None
-    return ValidEvent(
-        envelope=envelope, data=data, body_hash=body_hash(raw, no_floats=_no_floats(model, raw))
-    )
+    return ValidEvent.of(envelope, data, body_hash(raw, no_floats=_no_floats(model, raw)))
 
 
 # The fields of the known event types' data that take a date or an instant, which the models

@@ -332,7 +332,7 @@ def stored_event(row: Row[Any]) -> ValidEvent:
     )
     model = data_model_for(row.type)
     assert model is not None, "only valid events are stored"
-    return ValidEvent(envelope, model.model_validate(row.data), row.body_hash)
+    return ValidEvent.of(envelope, model.model_validate(row.data), row.body_hash)
 
 
 def _member_of(item: ValidEvent | EventOutcome) -> str:

@@ -234,7 +234,7 @@ def _with_store(principal: Principal, event: ValidEvent) -> ValidEvent:
         return event
     if event.store_id is None:
         envelope = event.envelope.model_copy(update={"store_id": principal.owner_id})
-        return ValidEvent(envelope, event.data, event.body_hash)
+        return ValidEvent.of(envelope, event.data, event.body_hash)
     if event.store_id != principal.owner_id:
         raise forbidden(
             EventError.STORE_NOT_ALLOWED,

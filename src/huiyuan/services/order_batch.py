@@ -166,7 +166,7 @@ def apply(
                 config.multipliers,
                 view,
                 tier=tier,
-                history=dp.History(),
+                history=dp.NO_HISTORY,
                 plans=plans.get((payment.index, config.program_id), frozenset()),
             )
             awards_of += [(config, owner, award) for award in awards]

@@ -104,7 +104,7 @@ def granted_effect(
 
 def _history(book: PointsBook, rules: Any, at: datetime) -> dp.History:
     if not any(r.caps.per_day or r.caps.per_month for r in rules):
-        return dp.History()
+        return dp.NO_HISTORY
     today_start = day_start(at, book.svc.settings.zone)
     today, this_month = points_repo.earned_today_and_month(
         book.conn, book.program_id, book.member_id, today_start, today_start.replace(day=1)
