@@ -231,7 +231,12 @@ def test_the_event_path_plans_its_statements_once_and_leaves_the_connection_as_i
     original = event_service.apply_events_of
 
     def spy(tx: Any, *args: Any) -> Any:
-        seen.append(tx.conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one())
+        seen.append(
+            " ".join(
+                tx.conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+                for name in ("plan_cache_mode", "enable_seqscan")
+            )
+        )
         pids.append(tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
         return original(tx, *args)
 
@@ -240,16 +245,56 @@ def test_the_event_path_plans_its_statements_once_and_leaves_the_connection_as_i
     monkeypatch.setattr(event_service, "apply_events_of", spy)
     # when an event is applied
     assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
-    # then its statements were planned once per connection (generic plans) …
-    assert seen == ["force_generic_plan"]
+    # then its statements were planned once per connection (generic plans), keeping to the
+    # keys …
+    assert seen == ["force_generic_plan off"]
     # … for that transaction only: the pooled connection is back to the server's default
     with contextlib.ExitStack() as held:
         found = {}
         for _ in range(pg.engine.pool.checkedin() + 1):
             conn = held.enter_context(pg.engine.connect())
             pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            found[pid] = conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
-        assert found[pids[0]] == "auto"
+            found[pid] = " ".join(
+                conn.exec_driver_sql(f"SHOW {name}").scalar_one()
+                for name in ("plan_cache_mode", "enable_seqscan")
+            )
+        assert found[pids[0]] == "auto on"
+
+
+@pytest.mark.postgres_only
+def test_a_payment_in_a_program_of_1500_balances_reads_only_its_members_balance(pg, monkeypatch):
+    # given the platform's program holding 1,500 balances, its statistics up to date, and a
+    # member whose next payment takes the set-based path (known, enrolled)
+    apply(pg, document())
+    assert event_service.ingest_event(pg, SYSTEM, order(1, "u1", 1000)).status == 200
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO point_accounts (program_id, member_id, available, pending, reserved, "
+            "debt, updated_at) SELECT 'platform', 'm' || g, 0, 0, 0, 0, now() "
+            "FROM generate_series(1, 1500) AS g"
+        )
+    with pg.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("ANALYZE point_accounts")
+    scans: list[int] = []
+    original = event_service.apply_events_of
+
+    def spy(tx: Any, *args: Any) -> Any:
+        applied = original(tx, *args)
+        scans.append(
+            tx.conn.exec_driver_sql(
+                "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'point_accounts'"
+            ).scalar_one()
+        )
+        return applied
+
+    monkeypatch.setattr(event_service, "apply_events_of", spy)
+    # when the member pays again
+    assert event_service.ingest_event(pg, SYSTEM, order(2, "u1", 1000)).status == 200
+    # then its transaction found the member's balance by key: it never read all 1,501 (the
+    # planner, counting ten rows for an array it does not know, read them twice when it could)
+    assert scans == [0]
+    (account,) = rows(pg, tables.point_accounts, member_id="u1")
+    assert account.pending == 20
 
 
 @pytest.mark.postgres_only
