@@ -43,9 +43,9 @@ class UnitOfWork:
     cut the backend's CPU by 21–45% for batches of one to four events (``bench/README.md``).
     Its statements look rows up by key, where the generic plan is the custom one — provided
     the planner keeps to the keys: not knowing how long an array is, it counts ten rows, and
-    against a table of up to some 2,500 rows (a store's program's balances) ten probes of the
-    key cost it more than reading the whole table, so every single event read all the
-    program's balances twice (2,000 of them: 0.6 of a 1.6 ms backend's CPU per event). With
+    against a table of up to some 2,500 rows (the balances of a new or small installation) ten
+    probes of the key cost it more than reading the whole table, so every single event read
+    all the balances twice (2,000 of them: 0.6 of a 1.6 ms backend's CPU per event). With
     sequential scans off the planner takes the keys whatever the table's size; a statement
     with no index to use still reads the table. The settings end with the transaction
     (``set_config(…, true)``, as ``SET LOCAL``)."""
