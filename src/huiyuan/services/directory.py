@@ -25,6 +25,7 @@ class OwnerDirectory:
         self._loaded_at = -1e18
         self._kinds: dict[str, str] = {}
         self._programs: dict[str, tuple[str, ...]] = {}
+        self._owners: dict[str, str] = {}  # program id -> owner id
 
     def invalidate(self) -> None:
         with self._lock:
@@ -40,6 +41,7 @@ class OwnerDirectory:
         with self._lock:
             self._kinds = kinds
             self._programs = {owner: tuple(ids) for owner, ids in programs.items()}
+            self._owners = {p: owner for owner, ids in programs.items() for p in ids}
             self._loaded_at = time.monotonic()
 
     def is_store(self, conn: Connection, owner_id: str) -> bool:
@@ -51,13 +53,15 @@ class OwnerDirectory:
         return self._kinds.get(owner_id) == "store"
 
     def owner_of(self, conn: Connection, program_id: str) -> str | None:
+        """A program's owner: a lookup, however many stores there are (every event asks it
+        for each program it counts in)."""
         self._load(conn)
-        for owner, programs in self._programs.items():
-            if program_id in programs:
-                return owner
-        self.invalidate()
+        owner = self._owners.get(program_id)
+        if owner is not None:
+            return owner
+        self.invalidate()  # a program added by another process just now
         self._load(conn)
-        return next((o for o, ps in self._programs.items() if program_id in ps), None)
+        return self._owners.get(program_id)
 
     def programs_of(self, conn: Connection, owner_ids: Sequence[str]) -> list[str]:
         self._load(conn)

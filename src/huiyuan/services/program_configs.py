@@ -62,6 +62,9 @@ class ProgramConfigs:
         self._lock = threading.Lock()
         self._loaded_at = -1e18
         self._versions: dict[str, list[ProgramConfig]] = {}
+        # Each program's versions' effective_from, in the versions' order (those with one):
+        # what ``at`` bisects, built once per load rather than at every event.
+        self._starts: dict[str, tuple[list[datetime], list[ProgramConfig]]] = {}
         self._defaults: dict[str, ProgramConfig] = {}
 
     def invalidate(self) -> None:
@@ -79,19 +82,23 @@ class ProgramConfigs:
             )
         for configs in versions.values():
             configs.sort(key=lambda c: (c.effective_from, c.version))
+        starts: dict[str, tuple[list[datetime], list[ProgramConfig]]] = {}
+        for program_id, configs in versions.items():
+            dated = [c for c in configs if c.effective_from is not None]
+            starts[program_id] = ([c.effective_from for c in dated if c.effective_from], dated)
         with self._lock:
             self._versions = versions
+            self._starts = starts
             self._loaded_at = time.monotonic()
 
     def at(self, conn: Connection, program_id: str, moment: datetime) -> ProgramConfig:
         """The version in force at ``moment`` (the built-in default before the first)."""
         self._load(conn)
-        configs = self._versions.get(program_id, [])
-        starts = [c.effective_from for c in configs if c.effective_from is not None]
+        starts, dated = self._starts.get(program_id, ([], []))
         index = bisect.bisect_right(starts, moment) - 1
         if index < 0:
             return self._default(program_id)
-        return configs[index]
+        return dated[index]
 
     def starts_between(
         self, conn: Connection, program_id: str, start: datetime, end: datetime
