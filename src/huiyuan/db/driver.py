@@ -28,6 +28,8 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 
+from huiyuan.db.types import ArrayText, array_literal
+
 _compiled: dict[int, tuple[ClauseElement, str, dict[str, Any]]] = {}
 
 
@@ -126,16 +128,11 @@ def _arrays(params: Any) -> Any:
     return {k: array_text(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
-def array_text(values: list[Any]) -> str:
-    """The text form of a one-dimensional array of strings or integers, every string quoted
-    (a backslash or double quote escaped), so that any string comes back as itself."""
-    if all(isinstance(v, str) for v in values):
-        if not values:
-            return "{}"
-        body = '","'.join(values)
-        if "\\" in body or body.count('"') != 2 * (len(values) - 1):  # a quote or backslash
-            body = '","'.join(v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
-        return '{"' + body + '"}'
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "{" + ",".join(str(v) for v in values) + "}"
+def array_text(values: list[Any]) -> ArrayText:
+    """The text form of a one-dimensional array of strings or integers (``types.array_literal``:
+    every string quoted, so that any string comes back as itself)."""
+    if all(isinstance(v, str) for v in values) or all(
+        isinstance(v, int) and not isinstance(v, bool) for v in values
+    ):
+        return array_literal(values)
     raise TypeError("only arrays of strings or of integers are sent as text")

@@ -309,17 +309,19 @@ def unrestored_draws(conn: Connection, txn_id: int) -> int:
     return int(found)
 
 
-def member_moved(conn: Connection, txn_id: int) -> int:
-    """What a transaction moved in the member's ``available`` bucket."""
-    found = conn.execute(
-        select(func.coalesce(func.sum(point_entries.c.amount), 0)).where(
-            point_entries.c.txn_id == txn_id,
-            point_entries.c.account == "member",
-            point_entries.c.member_id.is_not(None),  # the same, as the index says it
-            point_entries.c.bucket == "available",
-        )
-    ).scalar_one()
-    return int(found)
+# A member's legs of the ledger (``account = 'member'``, which ``ck_point_entries_member_leg``
+# makes the same), said as the partial indexes of member legs say it, so the planner uses them.
+MEMBER_LEGS = point_entries.c.member_id.is_not(None)
+
+
+def member_moved(conn: Connection, txn_id: int, bucket: str | None = "available") -> int:
+    """What a transaction moved in the member's ``bucket`` (``None``: all buckets)."""
+    query = select(func.coalesce(func.sum(point_entries.c.amount), 0)).where(
+        point_entries.c.txn_id == txn_id, MEMBER_LEGS
+    )
+    if bucket is not None:
+        query = query.where(point_entries.c.bucket == bucket)
+    return int(conn.execute(query).scalar_one())
 
 
 def lapsed_points(conn: Connection, program_id: str, member_id: str, now: datetime) -> int:

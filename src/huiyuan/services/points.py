@@ -72,14 +72,8 @@ def balance_view(book: PointsBook) -> dict[str, int]:
 def _replay_txn(conn: Connection, program: str, key: str, kind: str, amount: int) -> dict[str, Any]:
     txn = points_repo.find_txn(conn, program, key)
     assert txn is not None
-    moved = conn.execute(
-        select(func.coalesce(func.sum(point_entries.c.amount), 0)).where(
-            point_entries.c.txn_id == txn.id,
-            point_entries.c.account == "member",
-            point_entries.c.member_id.is_not(None),  # the same, as the index says it
-        )
-    ).scalar_one()
-    if txn.kind != kind or abs(int(moved)) != abs(amount):
+    moved = points_repo.member_moved(conn, txn.id, bucket=None)
+    if txn.kind != kind or abs(moved) != abs(amount):
         raise conflict(
             PointsError.ID_REUSED, "this id was used for a different request", field="id"
         )
@@ -436,8 +430,7 @@ def entries(
                 )
                 .where(
                     point_entries.c.txn_id.in_([t.id for t in txns]),
-                    point_entries.c.account == "member",
-                    point_entries.c.member_id.is_not(None),  # the same, as the index says it
+                    points_repo.MEMBER_LEGS,
                 )
                 .group_by(point_entries.c.txn_id, point_entries.c.bucket)
             ).all():

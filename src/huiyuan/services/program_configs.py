@@ -62,9 +62,6 @@ class ProgramConfigs:
         self._lock = threading.Lock()
         self._loaded_at = -1e18
         self._versions: dict[str, list[ProgramConfig]] = {}
-        # Each program's versions' effective_from, in the versions' order (those with one):
-        # what ``at`` bisects, built once per load rather than at every event.
-        self._starts: dict[str, tuple[list[datetime], list[ProgramConfig]]] = {}
         self._defaults: dict[str, ProgramConfig] = {}
 
     def invalidate(self) -> None:
@@ -82,23 +79,19 @@ class ProgramConfigs:
             )
         for configs in versions.values():
             configs.sort(key=lambda c: (c.effective_from, c.version))
-        starts: dict[str, tuple[list[datetime], list[ProgramConfig]]] = {}
-        for program_id, configs in versions.items():
-            dated = [c for c in configs if c.effective_from is not None]
-            starts[program_id] = ([c.effective_from for c in dated if c.effective_from], dated)
         with self._lock:
             self._versions = versions
-            self._starts = starts
             self._loaded_at = time.monotonic()
 
     def at(self, conn: Connection, program_id: str, moment: datetime) -> ProgramConfig:
         """The version in force at ``moment`` (the built-in default before the first)."""
         self._load(conn)
-        starts, dated = self._starts.get(program_id, ([], []))
-        index = bisect.bisect_right(starts, moment) - 1
+        configs = self._versions.get(program_id, [])
+        # Stored versions all have a start (``program_versions.effective_from`` is required).
+        index = bisect.bisect_right(configs, moment, key=_start) - 1
         if index < 0:
             return self._default(program_id)
-        return dated[index]
+        return configs[index]
 
     def starts_between(
         self, conn: Connection, program_id: str, start: datetime, end: datetime
@@ -124,3 +117,8 @@ class ProgramConfigs:
             config = ProgramConfig.compile(program_id, 0, None, doc)
             self._defaults[program_id] = config
         return config
+
+
+def _start(config: ProgramConfig) -> datetime:
+    assert config.effective_from is not None, "a stored version has a start"
+    return config.effective_from
