@@ -82,3 +82,35 @@ def assert_reconciled(svc: Services) -> None:
     report = points_jobs.reconcile(svc)
     assert report.drifts == [], report.drifts
     assert report.accounts > 0
+    assert_reports_agree(svc)
+
+
+def assert_reports_agree(svc: Services) -> None:
+    """The liability report (read from lots and draws) and the flow over the whole ledger (read
+    from the system legs) say the same: per program, the points redeemed and expired and what
+    they were worth, and what members hold."""
+    e = tables.point_entries.c
+    with svc.engine.connect() as conn:
+        firsts = conn.execute(
+            sa.select(e.program_id, sa.func.min(e.occurred_at)).group_by(e.program_id)
+        ).all()
+        debts = dict(
+            conn.execute(
+                sa.select(
+                    tables.point_accounts.c.program_id, sa.func.sum(tables.point_accounts.c.debt)
+                ).group_by(tables.point_accounts.c.program_id)
+            ).all()
+        )
+    liability = points_jobs.liability(svc)
+    now = svc.now().astimezone(svc.settings.zone)
+    for program, first in firsts:
+        start = first.astimezone(svc.settings.zone)
+        months = (now.year - start.year) * 12 + now.month - start.month + 1
+        flow = points_jobs.flow(svc, program, months)["months"]
+        owed = [row for row in liability if row["program_id"] == program]
+        for figure in ("redeemed", "expired", "redeemed_fen", "expired_fen"):
+            in_flow = sum(month[figure] for month in flow)
+            in_liability = sum(row[figure] for row in owed)
+            assert in_flow == in_liability, (program, figure, in_flow, in_liability)
+        held = sum(row["outstanding"] + row["pending"] for row in owed) - int(debts.get(program, 0))
+        assert flow[-1]["balance"] == held, (program, flow[-1]["balance"], held)

@@ -245,3 +245,73 @@ def test_refusals_kept_on_the_queue_before_0010_move_to_event_outcomes(fresh_url
     ]
     assert sorted(left) == ["pay-2", "pay-3"]
     engine.dispose()
+
+
+def test_points_given_back_before_0019_are_recorded_against_the_draws_own_transaction(fresh_url):
+    # given a database at 0018 where a redemption drew 100 points from one lot and 40 from
+    # another, and a refund gave 30 of the first draw back
+    migrate.upgrade(fresh_url, "0018")
+    at = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    engine = make_engine(fresh_url, poolclass=sa.pool.NullPool)
+    txn = {
+        "program_id": "platform",
+        "member_id": "u1",
+        "order_id": None,
+        "rule_id": None,
+        "config_version": 1,
+        "reason_zh": "兑换",
+        "reason_en": "redeemed",
+        "actor": "test",
+        "occurred_at": at,
+        "created_at": at,
+    }
+    lot = {
+        "program_id": "platform",
+        "member_id": "u1",
+        "issuer": "platform",
+        "amount": 100,
+        "remaining": 0,
+        "clawed": 0,
+        "absorbed": 0,
+        "status": "closed",
+        "txn_id": 1,
+        "earned_at": at,
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            tables.point_txns.insert(),
+            [
+                {**txn, "id": 1, "kind": "earn", "idem_key": "earn"},
+                {**txn, "id": 2, "kind": "redeem", "idem_key": "redeem"},
+                {**txn, "id": 3, "kind": "restore", "idem_key": "restore"},
+            ],
+        )
+        conn.execute(tables.point_lots.insert(), [{**lot, "id": 1}, {**lot, "id": 2}])
+        conn.execute(
+            tables.point_draws.insert(),
+            [
+                {
+                    "id": 1,
+                    "txn_id": 2,
+                    "lot_id": 1,
+                    "kind": "redeem",
+                    "amount": 100,
+                    "restored": 30,
+                },
+                {"id": 2, "txn_id": 2, "lot_id": 2, "kind": "redeem", "amount": 40, "restored": 0},
+            ],
+        )
+    # when it is upgraded to 0019
+    migrate.upgrade(fresh_url, "0019")
+    # then the 30 given back are recorded against the draw, under the redemption's own
+    # transaction (which restore gave them back was never recorded)
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(
+                tables.point_restores.c.txn_id,
+                tables.point_restores.c.draw_id,
+                tables.point_restores.c.amount,
+            )
+        ).all()
+    assert [tuple(row) for row in found] == [(2, 1, 30)]
+    engine.dispose()

@@ -505,6 +505,44 @@ def test_flow_and_liability_price_each_movement_at_the_value_in_force_when_it_ha
     assert (owed["outstanding"], owed["outstanding_fen"]) == (150, 300)
 
 
+def test_points_a_refund_gives_back_count_at_the_value_in_force_when_they_came_back(api, clock):
+    svc = api.svc
+    # given points worth 1 fen each, and a member who earned 200 on February 10th
+    clock.now = datetime(2026, 2, 1, 4, tzinfo=UTC)
+    apply(svc, document())
+    clock.now = datetime(2026, 2, 10, 4, tzinfo=UTC)
+    earn(svc, clock, "o1", 20000)
+    # and used 100 of them on a ¥100 order on the 12th
+    clock.now = datetime(2026, 2, 12, 4, tzinfo=UTC)
+    held = {"id": "res-1", "amount": 100, "order_id": "o2"}
+    assert api.post("/v1/members/u1/points/reservations", held).status_code == 201
+    body = paid(
+        "pay-o2", "o2", amount=10000, items=[item("sku-o2", 10000)], occurred_at=iso(clock())
+    )
+    body["data"]["points_reservation_id"] = "res-1"
+    send(svc, body)
+    # and from the 15th a point is worth 2 fen
+    programs.apply_document(
+        svc,
+        "platform",
+        document(value_fen=2),
+        actor="test",
+        effective_from=datetime(2026, 2, 14, 16, tzinfo=UTC),
+    )
+    # when the order is refunded in full on the 20th
+    clock.now = datetime(2026, 2, 20, 4, tzinfo=UTC)
+    send(svc, refunded("ref-o2", "o2", "r1", 10000, occurred_at=iso(clock())))
+    # then February's flow has the 100 points redeemed at 1 fen and given back at 2 fen
+    clock.now = datetime(2026, 3, 5, 4, tzinfo=UTC)
+    (february,) = api.get("/v1/reports/points-flow", months=2).json()["months"][:1]
+    assert (february["redeemed"], february["redeemed_fen"]) == (0, 100 * 1 - 100 * 2)
+    assert (february["balance"], february["balance_fen"]) == (200, 400)
+    # and the liability report says the same of them, and holds the 200 at today's value
+    (owed,) = api.get("/v1/reports/points-liability").json()["liability"]
+    assert (owed["redeemed"], owed["redeemed_fen"]) == (0, -100)
+    assert (owed["outstanding"], owed["outstanding_fen"]) == (200, 400)
+
+
 def test_the_points_flow_is_for_administrators_of_the_program(stores):
     # a store's admin key sees its own program's flow by default
     admin = stores.new_key("s1", "admin")

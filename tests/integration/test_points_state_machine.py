@@ -40,7 +40,7 @@ from huiyuan.services import points, points_jobs
 from huiyuan.services.principals import SYSTEM
 
 from .bodies import cancelled, completed, item, paid, refunded
-from .ledger import apply, document, iso, lots_of
+from .ledger import apply, assert_reports_agree, document, iso, lots_of
 from .stored import start_afresh
 from .stories import PastAnswers, stories_wanted, tell
 
@@ -298,6 +298,7 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
             self.member = f"m{next(members)}"
             self.ids = itertools.count()
             self.model = Ledger(debt=True, reissue=True)
+            self.doc: dict = {}
             self.last_event: dict | None = None
             self.past = PastAnswers()
 
@@ -321,7 +322,15 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
                 refund_of_expired={"mode": "reissue" if reissue else "forfeit", "days": 1},
             )
             apply(svc, doc)
+            self.doc = doc
             self.model = Ledger(debt, reissue)
+
+        @rule(value_fen=st.integers(1, 5), hours=st.integers(1, 48))
+        def revalue(self, value_fen: int, hours: int) -> None:
+            """The program changes what a point is worth (a new version, from now on)."""
+            clock.advance(hours=hours)
+            self.doc = {"points": {**self.doc["points"], "value_fen": value_fen}}
+            apply(svc, self.doc)
 
         # ------------------------------------------------------------ orders
 
@@ -536,6 +545,13 @@ def run_stories(svc, clock, examples: int, steps: int) -> None:
         def ledger_reconciles(self) -> None:
             report = points_jobs.reconcile(svc)
             assert report.drifts == [], report.drifts
+
+        @invariant()
+        def liability_and_flow_agree(self) -> None:
+            """Redeemed and expired, in points and in fen at the values in force when they
+            moved, and what the member holds: the same in both reports."""
+            if self.model.orders or self.model.holds:
+                assert_reports_agree(svc)
 
         @invariant()
         def balances_are_what_the_model_says(self) -> None:

@@ -38,6 +38,7 @@ from huiyuan.db.tables import (
     point_entries,
     point_lots,
     point_reservations,
+    point_restores,
     point_txns,
 )
 from huiyuan.db.types import UTCDateTime, as_json, refuse_naive
@@ -387,12 +388,15 @@ def restorable_draws(conn: Connection, txn_ids: Sequence[int]) -> Sequence[Any]:
     return conn.execute(query).all()
 
 
-def mark_restored(conn: Connection, draw_id: int, amount: int) -> None:
+def mark_restored(conn: Connection, draw_id: int, amount: int, txn_id: int) -> None:
+    """Transaction ``txn_id`` gave back ``amount`` of a draw: counted on the draw, and recorded
+    as its own row (when, at what value: the liability report)."""
     conn.execute(
         update(point_draws)
         .where(point_draws.c.id == draw_id)
         .values(restored=point_draws.c.restored + amount)
     )
+    conn.execute(insert(point_restores).values(txn_id=txn_id, draw_id=draw_id, amount=amount))
 
 
 def give_back_to_lot(conn: Connection, lot_id: int, amount: int) -> None:

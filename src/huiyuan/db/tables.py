@@ -480,6 +480,21 @@ point_draws = Table(
     CheckConstraint("amount > 0 and restored >= 0 and restored <= amount", name="bounds"),
 )
 
+# What each restore (a refund or a cancellation giving spent points back) gave back of which
+# draw: the draw's ``restored`` is their sum. The liability report prices a give-back at the
+# value per point in force when it happened, as the flow does (migration 0019).
+point_restores = Table(
+    "point_restores",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("txn_id", BigInteger, ForeignKey("point_txns.id"), nullable=False),
+    Column("draw_id", BigInteger, ForeignKey("point_draws.id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    CheckConstraint("amount > 0", name="amount"),
+)
+
 point_reservations = Table(
     "point_reservations",
     metadata,

@@ -539,7 +539,7 @@ class PointsBook:
                 break
             give = min(draw.amount - draw.restored, left)
             left -= give
-            points_repo.mark_restored(self.conn, draw.id, give)
+            points_repo.mark_restored(self.conn, draw.id, give, txn_id)
             if draw.lot_status == "active" and (draw.expires_at is None or draw.expires_at > at):
                 points_repo.give_back_to_lot(self.conn, draw.lot_id, give)
                 legs += self._available_with_repay(txn_id, draw.lot_id, give)

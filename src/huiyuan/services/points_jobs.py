@@ -31,6 +31,7 @@ from huiyuan.db.tables import (
     point_entries,
     point_lots,
     point_reservations,
+    point_restores,
     point_txns,
     wallet_accounts,
     wallet_entries,
@@ -273,6 +274,19 @@ def reconcile(svc: Services) -> Reconciliation:
             .having(func.sum(point_draws.c.amount - point_draws.c.restored) > point_lots.c.amount)
         ):
             report.drifts.append(Drift("lot_overdrawn", f"lot {lot_id}", int(amount), int(given)))
+        given_back = (
+            select(point_restores.c.draw_id, func.sum(point_restores.c.amount).label("amount"))
+            .group_by(point_restores.c.draw_id)
+            .subquery()
+        )
+        for draw_id, restored, recorded in conn.execute(
+            select(point_draws.c.id, point_draws.c.restored, func.coalesce(given_back.c.amount, 0))
+            .outerjoin(given_back, given_back.c.draw_id == point_draws.c.id)
+            .where(point_draws.c.restored != func.coalesce(given_back.c.amount, 0))
+        ):
+            report.drifts.append(
+                Drift("draw_restored_vs_restores", f"draw {draw_id}", int(recorded), int(restored))
+            )
         report.transactions = int(
             conn.execute(select(func.count()).select_from(point_txns)).scalar_one()
         )
@@ -528,7 +542,7 @@ def liability(svc: Services) -> list[dict[str, Any]]:
     fens: dict[tuple[str, str], dict[str, int]] = defaultdict(
         lambda: {"outstanding": 0, "pending": 0, "redeemed": 0, "expired": 0}
     )
-    lots, draws, txns = point_lots.c, point_draws.c, point_txns.c
+    lots, draws, txns, restores = point_lots.c, point_draws.c, point_txns.c, point_restores.c
     with svc.engine.connect() as conn:
         for program, issuer, status, total in conn.execute(
             select(lots.program_id, lots.issuer, lots.status, func.sum(lots.remaining))
@@ -546,12 +560,40 @@ def liability(svc: Services) -> list[dict[str, Any]]:
                 select(lots.issuer, draws.kind, period, func.sum(draws.amount - draws.restored))
                 .join(point_lots, lots.id == draws.lot_id)
                 .join(point_txns, txns.id == draws.txn_id)
-                .where(lots.program_id == program, draws.kind.in_(("redeem", "capture", "expire")))
+                .where(lots.program_id == program, draws.kind.in_(_DRAWN))
                 .group_by(lots.issuer, draws.kind, period)
             ):
-                bucket = "expired" if kind == "expire" else "redeemed"
+                bucket = _DRAWN[kind]
                 rows[(program, issuer)][bucket] += int(total)
                 fens[(program, issuer)][bucket] += int(total) * periods[int(p)][2]
+            # Points given back, netted above at the draw's value, are a movement of their own
+            # at the value when they were given back (as the flow counts them): the difference.
+            drawn, given = point_txns.alias("drawn"), point_txns.alias("given")
+            drawn_in = _period_of(drawn.c.occurred_at, periods)
+            given_in = _period_of(given.c.occurred_at, periods)
+            for issuer, kind, p_drawn, p_given, total in conn.execute(
+                select(lots.issuer, draws.kind, drawn_in, given_in, func.sum(restores.amount))
+                .select_from(point_restores)
+                .join(point_draws, draws.id == restores.draw_id)
+                .join(point_lots, lots.id == draws.lot_id)
+                .join(drawn, drawn.c.id == draws.txn_id)
+                .join(given, given.c.id == restores.txn_id)
+                .where(lots.program_id == program, draws.kind.in_(_DRAWN))
+                .group_by(lots.issuer, draws.kind, drawn_in, given_in)
+            ):
+                value_then, value_back = periods[int(p_drawn)][2], periods[int(p_given)][2]
+                fens[(program, issuer)][_DRAWN[kind]] += int(total) * (value_then - value_back)
+            # Lapsed points a refund took back (``take_back``) did not lapse after all.
+            e = point_entries.c
+            taken_in = _period_of(e.occurred_at, periods)
+            for issuer, p, total in conn.execute(
+                select(lots.issuer, taken_in, func.sum(e.amount))
+                .join(point_lots, lots.id == e.lot_id)
+                .where(e.program_id == program, e.account == EXPIRED, e.amount < 0)
+                .group_by(lots.issuer, taken_in)
+            ):
+                rows[(program, issuer)]["expired"] += int(total)
+                fens[(program, issuer)]["expired"] += int(total) * periods[int(p)][2]
     return [
         {
             "program_id": program,
@@ -564,3 +606,6 @@ def liability(svc: Services) -> list[dict[str, Any]]:
 
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # before any ledger entry
+
+# The kinds of draw the liability report counts, and the figure each counts in.
+_DRAWN = {"redeem": "redeemed", "capture": "redeemed", "expire": "expired"}
