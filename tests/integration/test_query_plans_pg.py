@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, event
 
-from huiyuan.db import events_repo, points_repo, tiers_repo
+from huiyuan.db import bulk_repo, events_repo, points_repo, tiers_repo
 from huiyuan.services.context import Services
 
 from ..conftest import DATABASES
@@ -96,3 +96,94 @@ def test_a_transactions_member_legs_are_found_through_the_index_of_member_legs(p
     # then the partial index of member legs finds them (system legs are not in it)
     assert "Seq Scan" not in plan, plan
     assert "ix_point_entries_txn_member" in plan, plan
+
+
+# ---------------------------------------------------------------- statistics older than the rows
+#
+# A new installation's tables are analysed while they hold a few rows; a burst of events
+# then adds thousands before autovacuum analyses them again. Plans made meanwhile (and the
+# event path keeps its plans for the connection's life) must still look each key up rather
+# than read the table: counted here as index scans started in the transaction, one per key
+# (a plan reading the table starts one).
+
+
+def _index_scans(conn: Connection, table: str) -> int:
+    found = conn.exec_driver_sql(
+        "SELECT idx_scan FROM pg_stat_xact_user_tables WHERE relname = %(t)s", {"t": table}
+    ).scalar_one()
+    return int(found)
+
+
+def _stale_statistics(pg: Services, table: str, columns: str, rows: str) -> None:
+    """``table`` analysed holding two of ``rows`` (a SELECT over ``g``), then given 3,000 more."""
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({columns}) SELECT {rows} FROM generate_series(1, 2) AS g"
+        )
+        conn.exec_driver_sql(f"ANALYZE {table}")
+        conn.exec_driver_sql(
+            f"INSERT INTO {table} ({columns}) SELECT {rows} FROM generate_series(3, 3002) AS g"
+        )
+
+
+def test_a_batch_looks_each_event_id_up_though_the_statistics_say_there_are_two(pg: Services):
+    # given a sender's events analysed when there were two, and 3,000 more since
+    _stale_statistics(
+        pg,
+        "events",
+        "sender, event_id, type, member_id, occurred_at, received_at, body_hash, data, status, "
+        "response_status, response_body, applied_at",
+        "'platform', 'e' || g, 'order.paid', 'm' || g, now(), now(), 'h', '{}', 'applied', "
+        "200, '{}', now()",
+    )
+    # when a batch asks which of three event ids the sender used already, on the event path
+    with pg.uow(generic_plans=True) as tx:
+        before = _index_scans(tx.conn, "events")
+        facts = bulk_repo.payment_facts(tx.conn, "platform", ["e7", "e2900", "new"], [], [], [])
+        scans = _index_scans(tx.conn, "events") - before
+    # then it found them by looking each up, not by reading the sender's 3,002 events
+    assert facts.seen == {"e7", "e2900"}
+    assert scans == 3
+
+
+def test_an_orders_lines_are_checked_against_their_order_though_the_statistics_say_one(
+    pg: Services,
+):
+    orders = (
+        "INSERT INTO orders (order_id, member_id, status, amount, shipping_fee, "
+        "refunded_amount, paid_at, sender, paid_event_id) "
+        "SELECT 'o' || g, 'u1', 'paid', 100, 0, 0, now(), 'platform', 'pay-' || g "
+        "FROM generate_series(CAST(%(first)s AS int), CAST(%(last)s AS int)) AS g"
+    )
+    lines = (
+        "INSERT INTO order_items (order_id, line_no, sku, name, quantity, unit_price, "
+        "paid_amount, virtual, refunded_quantity, refunded_amount) "
+        "SELECT 'o' || (CAST(%(first)s AS int) + g), n, 'sku-' || n, 'thing', 1, 100, 100, "
+        "false, 0, 0 "
+        "FROM generate_series(0, CAST(%(orders)s AS int) - 1) AS g, generate_series(1, 3) AS n"
+    )
+    with pg.engine.connect() as conn:
+        # given orders analysed when there was one
+        conn.exec_driver_sql(
+            "INSERT INTO members (member_id, addresses, invoice_titles, origin, created_at, "
+            "updated_at) VALUES ('u1', '[]', '[]', 'auto', now(), now())"
+        )
+        conn.exec_driver_sql(orders, {"first": 1, "last": 1})
+        conn.exec_driver_sql("ANALYZE orders")
+        conn.commit()
+        # and the lines of 50 orders written on this connection when there were 51 (the
+        # check's plan is made then, and kept for the connection's life)
+        conn.exec_driver_sql(orders, {"first": 2, "last": 51})
+        conn.exec_driver_sql(lines, {"first": 2, "orders": 50})
+        conn.commit()
+        # and 3,000 orders more since
+        conn.exec_driver_sql(orders, {"first": 52, "last": 3051})
+        conn.commit()
+        # when 900 lines of 300 orders are written in one statement
+        before = _index_scans(conn, "orders")
+        conn.exec_driver_sql(lines, {"first": 1000, "orders": 300})
+        scans = _index_scans(conn, "orders") - before
+        conn.commit()
+    # then the reference check looked the orders up (once per line, or once per order where
+    # the lookups are remembered), rather than read all 3,051 orders
+    assert 300 <= scans <= 900

@@ -28,11 +28,11 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    any_,
     bindparam,
     func,
     literal_column,
     select,
+    true,
     tuple_,
     update,
     values,
@@ -65,32 +65,55 @@ _MOVE_PENDING = (
 )
 
 
-def _among(pg: bool, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
-    """``column IN :name``: on PostgreSQL as ``= ANY(array)``, one statement text whatever
-    the length (cached and prepared, not a new statement of 500 placeholders each time)."""
-    if pg:
-        return column == any_(bindparam(name, type_=ARRAY(String)))
-    return column.in_(bindparam(name, expanding=True))
+def _keyed(
+    pg: bool,
+    query: Select[Any],
+    columns: Sequence[ColumnElement[Any]],
+    names: Sequence[str],
+    order_by: Sequence[str] = (),
+) -> Select[Any]:
+    """``query`` restricted to the rows whose ``columns`` are one of the keys listed in the
+    parameters ``names`` (a list each, or on SQLite the one parameter ``names[0]`` holding
+    the keys: values, or tuples of values); ``order_by``: names of the query's columns the
+    rows come in (on PostgreSQL, a lock taken by ``query`` is taken in the lists' order).
 
-
-def _pairs_among(
-    pg: bool, first: ColumnElement[Any], second: ColumnElement[Any]
-) -> ColumnElement[bool]:
-    """``(first, second) IN`` the pairs given by ``_pairs``."""
-    if pg:
-        listed = select(
-            func.unnest(bindparam("firsts", type_=ARRAY(String))).label("a"),
-            func.unnest(bindparam("seconds", type_=ARRAY(String))).label("b"),
-        ).subquery()
-        return tuple_(first, second).in_(select(listed.c.a, listed.c.b))
-    return tuple_(first, second).in_(bindparam("pairs", expanding=True))
+    On PostgreSQL the lists are arrays (one statement text whatever their length, prepared
+    once) and each key is looked up on its own: the arrays ``unnest``-ed, joined ``LATERAL``
+    to ``query``, which ``OFFSET 0`` keeps from being merged into the join — one probe of the
+    index per key, a plan that does not depend on what the planner believes of the table.
+    (With ``column = ANY(array)`` the event path's plan, made once per connection, read all
+    of a sender's events for each batch once it was made while the table was small — a new
+    installation whose tables had been analysed with a few rows, before a burst of orders —:
+    20,000 rows, 11 ms per lookup instead of 0.07, growing with every batch until the next
+    ``ANALYZE``.)"""
+    if not pg:
+        found = tuple_(*columns) if len(columns) > 1 else columns[0]
+        return query.where(found.in_(bindparam(names[0], expanding=True)))
+    keys = (
+        func.unnest(*(bindparam(name, type_=ARRAY(String)) for name in names))
+        .table_valued(*(f"k{i}" for i in range(len(names))))
+        .render_derived("k")
+    )
+    each = (
+        query.where(*(column == keys.c[f"k{i}"] for i, column in enumerate(columns)))
+        .offset(literal_column("0"))
+        .lateral("x")
+    )
+    return (
+        select(*each.c)
+        .select_from(keys)
+        .join(each, true())
+        .order_by(*(each.c[name] for name in order_by))
+    )
 
 
 def _pairs(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
     if _is_pg(conn):
         return {"firsts": [a for a, _ in pairs], "seconds": [b for _, b in pairs]}
-    return {"pairs": list(pairs)}
+    return {"firsts": list(pairs)}
 
+
+_PAIRS = ("firsts", "seconds")
 
 # Each statement is built once per dialect: building one costs more than running it does
 # when a batch from group commit holds a handful of events.
@@ -98,35 +121,32 @@ def _pairs(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]
 
 @cache
 def _members_locked(pg: bool, skip_locked: bool) -> Select[Any]:
-    return (
-        select(members.c.member_id)
-        .where(_among(pg, members.c.member_id, "ids"))
-        .order_by(members.c.member_id)
-        .with_for_update(skip_locked=skip_locked)
-    )
+    m = members.c
+    query = select(m.member_id).with_for_update(skip_locked=skip_locked)
+    if not pg:
+        query = query.order_by(m.member_id)
+    return _keyed(pg, query, [m.member_id], ["ids"])
 
 
 @cache
 def _members_existing(pg: bool) -> Select[Any]:
-    return select(members.c.member_id).where(_among(pg, members.c.member_id, "ids"))
+    return _keyed(pg, select(members.c.member_id), [members.c.member_id], ["ids"])
 
 
 @cache
 def _accounts_locked(pg: bool) -> Select[Any]:
     a = point_accounts.c
-    return (
-        select(a.program_id, a.member_id, a.reserved)
-        .where(_pairs_among(pg, a.program_id, a.member_id))
-        .order_by(a.program_id, a.member_id)
-        .with_for_update()
-    )
+    query = select(a.program_id, a.member_id, a.reserved).with_for_update()
+    if not pg:
+        query = query.order_by(a.program_id, a.member_id)
+    return _keyed(pg, query, [a.program_id, a.member_id], _PAIRS)
 
 
 @cache
 def _tiers(pg: bool) -> Select[Any]:
     t = member_tiers.c
-    return select(t.program_id, t.member_id, t.tier_id).where(
-        _pairs_among(pg, t.program_id, t.member_id)
+    return _keyed(
+        pg, select(t.program_id, t.member_id, t.tier_id), [t.program_id, t.member_id], _PAIRS
     )
 
 
@@ -152,11 +172,10 @@ def _terms_among(name: str, pg: bool = True) -> Select[Any]:
     """The paid-membership terms, not refunded, of the members listed in parameter ``name``,
     in ``mark_used`` order (program, id)."""
     s = subscriptions.c
-    return (
-        select(*(s[column] for column in _TERM_COLUMNS))
-        .where(_among(pg, s.member_id, name), s.status != "refunded")
-        .order_by(s.program_id, s.id)
-    )
+    query = select(*(s[column] for column in _TERM_COLUMNS)).where(s.status != "refunded")
+    if not pg:
+        query = query.order_by(s.program_id, s.id)
+    return _keyed(pg, query, [s.member_id], [name], order_by=("program_id", "id") if pg else ())
 
 
 @cache
@@ -223,17 +242,22 @@ class PaymentFacts:
 def _lookups(pg: bool) -> tuple[Select[Any], Select[Any], Select[Any], Select[Any]]:
     """The reads of ``payment_facts``: event ids the sender used already, the members'
     (member, program) enrollments, order ids recorded already, keys deferred events wait on."""
+    e = events.c
     return (
-        select(events.c.event_id).where(
-            events.c.sender == bindparam("sender"), _among(pg, events.c.event_id, "event_ids")
+        _keyed(
+            pg,
+            select(e.event_id).where(e.sender == bindparam("sender")),
+            [e.event_id],
+            ["event_ids"],
         ),
-        select(enrollments.c.member_id, enrollments.c.program_id).where(
-            _among(pg, enrollments.c.member_id, "member_ids")
+        _keyed(
+            pg,
+            select(enrollments.c.member_id, enrollments.c.program_id),
+            [enrollments.c.member_id],
+            ["member_ids"],
         ),
-        select(orders.c.order_id).where(_among(pg, orders.c.order_id, "order_ids")),
-        select(events.c.waiting_on).where(
-            events.c.status == "deferred", _among(pg, events.c.waiting_on, "keys")
-        ),
+        _keyed(pg, select(orders.c.order_id), [orders.c.order_id], ["order_ids"]),
+        _keyed(pg, select(e.waiting_on).where(e.status == "deferred"), [e.waiting_on], ["keys"]),
     )
 
 
