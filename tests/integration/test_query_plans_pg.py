@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Connection, event
 
 from huiyuan.db import bulk_repo, events_repo, points_repo, tiers_repo
+from huiyuan.services import points_jobs, programs
 from huiyuan.services.context import Services
 
 from ..conftest import DATABASES
@@ -187,3 +188,29 @@ def test_an_orders_lines_are_checked_against_their_order_though_the_statistics_s
     # then the reference check looked the orders up (once per line, or once per order where
     # the lookups are remembered), rather than read all 3,051 orders
     assert 300 <= scans <= 900
+
+
+def test_the_points_flow_reads_its_months_of_the_programs_system_legs_through_an_index(
+    pg: Services,
+):
+    # given the platform's program
+    programs.apply_document(pg, "platform", {"points": {"earning": []}}, actor="test")
+    captured: list[tuple[str, Any]] = []
+
+    def grab(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "point_entries" in statement:
+            captured.append((statement, parameters))
+
+    # when the flow of its last three months is asked for
+    event.listen(pg.engine, "before_cursor_execute", grab)
+    try:
+        points_jobs.flow(pg, "platform", 3)
+    finally:
+        event.remove(pg.engine, "before_cursor_execute", grab)
+    # then the system legs of those months are found through the index of system legs by time
+    ((sql, params),) = captured
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}", params))
+    assert "ix_point_entries_system_time" in plan, plan
+    assert any("occurred_at" in c for c in index_conditions(plan)), plan

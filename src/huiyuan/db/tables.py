@@ -405,6 +405,13 @@ Index(  # member legs only: a transaction's system legs are never looked up (mig
     postgresql_where=point_entries.c.member_id.is_not(None),
     sqlite_where=point_entries.c.member_id.is_not(None),
 )
+Index(  # system legs only, by time: the points flow's months (migration 0021)
+    "ix_point_entries_system_time",
+    point_entries.c.program_id,
+    point_entries.c.occurred_at,
+    postgresql_where=point_entries.c.member_id.is_(None),
+    sqlite_where=point_entries.c.member_id.is_(None),
+)
 Index(  # member legs only: the system leg is never looked up by member (migration 0008)
     "ix_point_entries_member",
     point_entries.c.program_id,
