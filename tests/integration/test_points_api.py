@@ -466,6 +466,18 @@ def test_the_points_flow_counts_each_movement_in_its_shanghai_month(api, clock):
     assert (earlier["month"], earlier["issued"], earlier["balance"]) == ("2026-02", 0, 0)
 
 
+def worth_2_fen_from_february_15th(svc):
+    """A new version of the platform's document: from Shanghai's midnight starting February
+    15th, 2026, a point is worth 2 fen."""
+    programs.apply_document(
+        svc,
+        "platform",
+        document(value_fen=2),
+        actor="test",
+        effective_from=datetime(2026, 2, 14, 16, tzinfo=UTC),
+    )
+
+
 def test_flow_and_liability_price_each_movement_at_the_value_in_force_when_it_happened(api, clock):
     svc = api.svc
     # given points worth 1 fen each from February 1st
@@ -475,13 +487,7 @@ def test_flow_and_liability_price_each_movement_at_the_value_in_force_when_it_ha
     clock.now = datetime(2026, 2, 10, 4, tzinfo=UTC)
     earn(svc, clock, "o1", 10000)
     # and from the 15th (Shanghai midnight) a point worth 2 fen
-    programs.apply_document(
-        svc,
-        "platform",
-        document(value_fen=2),
-        actor="test",
-        effective_from=datetime(2026, 2, 14, 16, tzinfo=UTC),
-    )
+    worth_2_fen_from_february_15th(svc)
     clock.now = datetime(2026, 2, 12, 4, tzinfo=UTC)
     assert redeem(api, 30).status_code == 201
     # when 100 more are earned on the 20th and 20 redeemed
@@ -522,13 +528,7 @@ def test_points_a_refund_gives_back_count_at_the_value_in_force_when_they_came_b
     body["data"]["points_reservation_id"] = "res-1"
     send(svc, body)
     # and from the 15th a point is worth 2 fen
-    programs.apply_document(
-        svc,
-        "platform",
-        document(value_fen=2),
-        actor="test",
-        effective_from=datetime(2026, 2, 14, 16, tzinfo=UTC),
-    )
+    worth_2_fen_from_february_15th(svc)
     # when the order is refunded in full on the 20th
     clock.now = datetime(2026, 2, 20, 4, tzinfo=UTC)
     send(svc, refunded("ref-o2", "o2", "r1", 10000, occurred_at=iso(clock())))
