@@ -88,7 +88,7 @@ def assert_reconciled(svc: Services) -> None:
 def assert_reports_agree(svc: Services) -> None:
     """The liability report (read from lots and draws) and the flow over the whole ledger (read
     from the system legs) say the same: per program, the points redeemed and expired and what
-    they were worth, and what members hold."""
+    they were worth, and what members hold; and the flow's months add up from nothing."""
     e = tables.point_entries.c
     with svc.engine.connect() as conn:
         firsts = conn.execute(
@@ -114,3 +114,6 @@ def assert_reports_agree(svc: Services) -> None:
             assert in_flow == in_liability, (program, figure, in_flow, in_liability)
         held = sum(row["outstanding"] + row["pending"] for row in owed) - int(debts.get(program, 0))
         assert flow[-1]["balance"] == held, (program, flow[-1]["balance"], held)
+        # and the months' changes (read from the system legs) add up to what members hold:
+        # nothing was held before the ledger's first month
+        assert flow[0]["balance"] - flow[0]["change"] == 0, (program, flow[0])
