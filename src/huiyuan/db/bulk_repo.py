@@ -108,6 +108,8 @@ def _keyed(
 
 
 def _pairs(conn: Connection, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The parameters of ``_keyed`` over ``_PAIRS``: on PostgreSQL an array of each side, on
+    SQLite the pairs themselves in the first."""
     if _is_pg(conn):
         return {"firsts": [a for a, _ in pairs], "seconds": [b for _, b in pairs]}
     return {"firsts": list(pairs)}
