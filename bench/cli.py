@@ -1,4 +1,4 @@
-"""``python -m bench all|pgbench|single|batch|skew|expiry|http|profile [--quick]``.
+"""``python -m bench all|pgbench|single|batch|skew|expiry|http|fresh|profile [--quick]``.
 
 Each benchmark prints its progress, then one line of the final table: what was measured, the
 baseline measured in the same run, their ratio and the target ratio (DESIGN.md, "Performance,
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -17,11 +18,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
-from bench import expiry, http_latency, ingest, machine, pgbench, scratch
+from bench import expiry, fresh, http_latency, ingest, machine, pgbench, scratch
 from bench.report import Result, print_table, say
 
 ALL = ("pgbench", "single", "async", "batch", "skew", "async-skew", "http", "expiry")
-COMMANDS = ("all", *ALL, "profile")
+COMMANDS = ("all", *ALL, "fresh", "profile")
 
 
 @dataclass(frozen=True)
@@ -408,6 +409,30 @@ class Run:
             notes=notes,
         )
         self.results.append(self._disturbance(result, found.foreign))
+
+    def fresh(self) -> None:
+        spec = fresh.FreshSpec(new_members=2_000 if self.cfg.quick else 5_000)
+        found = fresh.run(spec, self.cfg.tag, self.cfg.admin_url)
+        stale, analysed = found.stale, found.fresh
+        notes = [
+            f"{spec.batches} batches x{spec.batch_size} of known members' orders right after "
+            f"{spec.new_members:,} new members, with the statistics of 3: first "
+            f"{stale[0] * 1000:.0f} ms, last {stale[-1] * 1000:.0f} ms; after ANALYZE: first "
+            f"{analysed[0] * 1000:.0f} ms, last {analysed[-1] * 1000:.0f} ms",
+            f"new members' first orders (the general path): {found.new_rate:,.0f}/s",
+        ]
+        self.results.append(
+            Result(
+                "batch x500 in a new installation, statistics of 3 members (median batch)",
+                statistics.median(stale) * 1000,
+                "ms",
+                statistics.median(analysed) * 1000,
+                "the same batches after ANALYZE, same run",
+                1.5,
+                higher_is_better=False,
+                notes=notes,
+            )
+        )
 
     def profile(self) -> None:
         from bench import hotpath

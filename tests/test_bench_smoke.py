@@ -11,7 +11,7 @@ import os
 
 import pytest
 import sqlalchemy as sa
-from bench import expiry, http_latency, ingest, pgbench, scratch
+from bench import expiry, fresh, http_latency, ingest, pgbench, scratch
 
 from .conftest import DATABASES, PG_ADMIN_URL
 
@@ -114,3 +114,12 @@ def test_http_latency_load_earns_and_redeems_through_the_api() -> None:
     answered = [result.warm, result.peak, result.half]
     assert redeemed == sum(len(p.latencies_ms["redeem"]) + p.ramp["redeem"] for p in answered)
     assert paid == 22 + sum(len(p.latencies_ms["earn"]) + p.ramp["earn"] for p in answered)
+
+
+def test_a_new_installation_is_measured_before_and_after_its_statistics() -> None:
+    spec = fresh.FreshSpec(new_members=40, batches=2, batch_size=20)
+    result = fresh.run(spec, TAG, ADMIN_URL)
+    # every batch applied (``run`` raises on a refusal), each timed
+    assert result.new_members == 40 and result.new_seconds > 0
+    assert len(result.stale) == len(result.fresh) == 2
+    assert all(seconds > 0 for seconds in result.stale + result.fresh)
