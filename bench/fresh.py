@@ -56,7 +56,7 @@ def run(spec: FreshSpec, tag: str = "", admin_url: str = scratch.ADMIN_URL) -> F
     from huiyuan.services.principals import SYSTEM
 
     with scratch.scratch(scratch.db_name("fresh", tag), admin_url) as url:
-        svc = ingest._services(url)
+        svc = ingest.services_at(url)
         try:
             owners.ensure_platform(svc)
             rng = random.Random(20261125)

@@ -118,7 +118,6 @@ def _events(token: str, count: int, members: int, rng: random.Random) -> list[An
 
 
 def run(tag: str = "", admin_url: str = scratch.ADMIN_URL, events_n: int = 600) -> None:
-    from huiyuan.config import Settings
     from huiyuan.services import events, owners
     from huiyuan.services.context import Services
     from huiyuan.services.principals import SYSTEM
@@ -126,7 +125,7 @@ def run(tag: str = "", admin_url: str = scratch.ADMIN_URL, events_n: int = 600) 
     name = scratch.db_name("profile", tag)
     with scratch.scratch(name, admin_url) as url:
         say(f"profile: seeding {MEMBERS:,} members into {name} …")
-        svc = Services.from_settings(Settings(database_url=url))
+        svc = ingest.services_at(url)
         owners.ensure_platform(svc)
         rng = random.Random(7)
         at = datetime.now(UTC) - timedelta(days=1)

@@ -173,7 +173,8 @@ class LoadResult:
         return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def _services(url: str) -> Any:
+def services_at(url: str) -> Any:
+    """The services an API process would hold, on the database at ``url``."""
     from huiyuan.config import Settings
     from huiyuan.services.context import Services
 
@@ -187,7 +188,7 @@ def _load_worker(
     try:
         from sqlalchemy import text
 
-        svc = _services(spec.url)
+        svc = services_at(spec.url)
         with svc.engine.connect() as conn:  # the first connection is not part of the test
             conn.execute(text("select 1"))
         at = datetime.now(UTC) - timedelta(minutes=1)
@@ -444,7 +445,7 @@ def clone_members(url: str, members: int) -> float:
     from huiyuan.services.principals import SYSTEM
 
     started = time.perf_counter()
-    svc = _services(url)
+    svc = services_at(url)
     owners.ensure_platform(svc)
     at = datetime.now(UTC) - timedelta(days=1)
     proto = order_paid("seed-prototype", "oseed-prototype", PROTOTYPE, at, random.Random(0))
@@ -490,7 +491,7 @@ def _seed_worker(url: str, lo: int, hi: int, batch: int, slot: int, done: Any, o
         from huiyuan.services import events
         from huiyuan.services.principals import SYSTEM
 
-        svc = _services(url)
+        svc = services_at(url)
         rng = random.Random(slot)
         at = datetime.now(UTC) - timedelta(days=1)
         for start in range(lo, hi, batch):
@@ -514,7 +515,7 @@ def seed_members(url: str, members: int, processes: int = 2, batch: int = 1000) 
     but slow: every member takes the auto-enroll path."""
     from huiyuan.services import owners
 
-    svc = _services(url)
+    svc = services_at(url)
     owners.ensure_platform(svc)
     svc.engine.dispose()
     ctx = mp.get_context("spawn")

@@ -115,28 +115,19 @@ def _index_scans(conn: Connection, table: str) -> int:
     return int(found)
 
 
-def _stale_statistics(pg: Services, table: str, columns: str, rows: str) -> None:
-    """``table`` analysed holding two of ``rows`` (a SELECT over ``g``), then given 3,000 more."""
-    with pg.engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"INSERT INTO {table} ({columns}) SELECT {rows} FROM generate_series(1, 2) AS g"
-        )
-        conn.exec_driver_sql(f"ANALYZE {table}")
-        conn.exec_driver_sql(
-            f"INSERT INTO {table} ({columns}) SELECT {rows} FROM generate_series(3, 3002) AS g"
-        )
-
-
 def test_a_batch_looks_each_event_id_up_though_the_statistics_say_there_are_two(pg: Services):
     # given a sender's events analysed when there were two, and 3,000 more since
-    _stale_statistics(
-        pg,
-        "events",
-        "sender, event_id, type, member_id, occurred_at, received_at, body_hash, data, status, "
-        "response_status, response_body, applied_at",
-        "'platform', 'e' || g, 'order.paid', 'm' || g, now(), now(), 'h', '{}', 'applied', "
-        "200, '{}', now()",
+    insert = (
+        "INSERT INTO events (sender, event_id, type, member_id, occurred_at, received_at, "
+        "body_hash, data, status, response_status, response_body, applied_at) "
+        "SELECT 'platform', 'e' || g, 'order.paid', 'm' || g, now(), now(), 'h', '{}', "
+        "'applied', 200, '{}', now() "
+        "FROM generate_series(CAST(%(first)s AS int), CAST(%(last)s AS int)) AS g"
     )
+    with pg.engine.begin() as conn:
+        conn.exec_driver_sql(insert, {"first": 1, "last": 2})
+        conn.exec_driver_sql("ANALYZE events")
+        conn.exec_driver_sql(insert, {"first": 3, "last": 3002})
     # when a batch asks which of three event ids the sender used already, on the event path
     with pg.uow(generic_plans=True) as tx:
         before = _index_scans(tx.conn, "events")

@@ -38,7 +38,7 @@ class UnitOfWork:
 
     ``generic_plans=True`` (the event path; PostgreSQL): plan each prepared statement of the
     transaction once per connection (a generic plan), not at each execution. The event path's
-    statements take their lists as arrays (``= ANY(:ids)``), which make the planner's default
+    statements take their lists as arrays (``bulk_repo._keyed``), which make the planner's default
     choice re-plan them every time: a fifth of the backend's time, by ``perf``; planning once
     cut the backend's CPU by 21–45% for batches of one to four events (``bench/README.md``).
     Its statements look rows up by key, where the generic plan is the custom one — provided
